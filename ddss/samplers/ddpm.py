@@ -1,0 +1,80 @@
+"""DDPM ancestral sampling (Ho et al. 2020) on any decreasing timestep list.
+
+On a sub-sequence τ_K > ... > τ_1 the model is a DDPM with respaced betas
+β'_k = 1 − ᾱ_k/ᾱ_{k−1} (as in improved-DDPM / ADM's respacing). Each step draws from
+  x_{k−1} = μ̃_k(x_k, x̂_0) + √v_k ξ_k,
+  μ̃_k = √ᾱ_{k−1} β'_k/(1−ᾱ_k) · x̂_0 + √(ᾱ_k/ᾱ_{k−1}) (1−ᾱ_{k−1})/(1−ᾱ_k) · x_k,
+with v_k = β̃_k = (1−ᾱ_{k−1})/(1−ᾱ_k) β'_k ("small", the posterior variance; equals DDIM η = 1)
+or v_k = β'_k ("large", DDPM's σ_t² = β_t, which Ho et al. used for CIFAR-10). The last step
+(to ᾱ_0 = 1) adds no noise and returns x̂_0. clip_denoised clips x̂_0 before the posterior mean.
+"""
+from __future__ import annotations
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ddss import schedules as sched_lib
+from ddss.samplers import loop
+
+VARIANCES = ("small", "large")
+
+
+@flax.struct.dataclass
+class DDPMParams:
+    schedule: sched_lib.Schedule
+    timesteps: jax.Array  # [K] model times τ_K > ... > τ_1
+    variance: str = flax.struct.field(pytree_node=False, default="small")
+
+    @property
+    def num_steps(self) -> int:
+        return np.shape(self.timesteps)[0]
+
+
+def init(schedule: sched_lib.Schedule, timesteps, *, variance: str = "small") -> DDPMParams:
+    loop.check_timesteps(timesteps, schedule.num_timesteps)
+    if variance not in VARIANCES:
+        raise ValueError(f"Unknown DDPM variance {variance!r}; choose one of {VARIANCES}.")
+    return DDPMParams(
+        schedule=schedule,
+        timesteps=np.asarray(timesteps, dtype=np.float64) if loop.is_concrete(timesteps) else timesteps,
+        variance=variance,
+    )
+
+
+def sample(
+    params: DDPMParams,
+    eps_fn: loop.EpsFn,
+    x_K: jax.Array,
+    key: jax.Array,
+    *,
+    clip_denoised: bool = False,
+    remat: bool = False,
+    return_info: bool = False,
+):
+    """Runs K = len(params.timesteps) ancestral steps from x_K; returns x_0 (and a SampleInfo)."""
+    loop.check_x(x_K)
+    loop.check_timesteps(params.timesteps, params.schedule.num_timesteps)
+    t, ab, ab_prev = loop.times_and_alpha_bars(params.schedule, params.timesteps)
+    beta = 1.0 - ab / ab_prev
+    posterior_var = (1.0 - ab_prev) / (1.0 - ab) * beta
+    var = posterior_var if params.variance == "small" else beta.at[-1].set(0.0)
+    inputs = dict(
+        k=loop.step_indices(params.num_steps),
+        t=t,
+        alpha=jnp.sqrt(ab),
+        sigma=jnp.sqrt(1.0 - ab),
+        coef_x0=jnp.sqrt(ab_prev) * beta / (1.0 - ab),
+        coef_xt=jnp.sqrt(ab / ab_prev) * (1.0 - ab_prev) / (1.0 - ab),
+        std=jnp.sqrt(var),
+    )
+
+    def step(x, c):
+        eps = loop.model_output(eps_fn, x, c["t"])
+        x0 = loop.predict_x0(x, eps, c["alpha"], c["sigma"], clip_denoised=clip_denoised)
+        x = c["coef_x0"] * x0 + c["coef_xt"] * x + loop.scaled_noise(key, c["k"], x, c["std"])
+        return x, eps
+
+    x0, info = loop.run(step, x_K, inputs, remat=remat)
+    return (x0, info) if return_info else x0
