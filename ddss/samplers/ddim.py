@@ -43,7 +43,7 @@ def init(schedule: sched_lib.Schedule, timesteps, *, eta: float = 0.0) -> DDIMPa
 
 def noise_scale(ab, ab_prev, eta) -> jax.Array:
     """s_k = η √((1−ᾱ_{k−1})/(1−ᾱ_k)) √(1 − ᾱ_k/ᾱ_{k−1})."""
-    return eta * jnp.sqrt((1.0 - ab_prev) / (1.0 - ab) * (1.0 - ab / ab_prev))
+    return eta * loop.safe_sqrt((1.0 - ab_prev) / (1.0 - ab) * (1.0 - ab / ab_prev))
 
 
 def sample(
@@ -67,7 +67,7 @@ def sample(
         alpha=jnp.sqrt(ab),
         sigma=jnp.sqrt(1.0 - ab),
         alpha_prev=jnp.sqrt(ab_prev),
-        direction=jnp.sqrt(jnp.maximum(1.0 - ab_prev - s**2, 0.0)),
+        direction=loop.safe_sqrt(1.0 - ab_prev - s**2),
         s=s,
     )
 

@@ -67,7 +67,7 @@ def sample(
         sigma=jnp.sqrt(1.0 - ab),
         coef_x0=jnp.sqrt(ab_prev) * beta / (1.0 - ab),
         coef_xt=jnp.sqrt(ab / ab_prev) * (1.0 - ab_prev) / (1.0 - ab),
-        std=jnp.sqrt(var),
+        std=loop.safe_sqrt(var),
     )
 
     def step(x, c):

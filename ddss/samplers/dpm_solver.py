@@ -59,7 +59,7 @@ def step_coefficients(schedule: sched_lib.Schedule, timesteps) -> dict:
     """Per-step scalars of the update, all finite (the last step's h = ∞ is handled exactly)."""
     t, ab, ab_prev = loop.times_and_alpha_bars(schedule, timesteps)
     alpha, sigma = jnp.sqrt(ab), jnp.sqrt(1.0 - ab)
-    alpha_prev, sigma_prev = jnp.sqrt(ab_prev), jnp.sqrt(1.0 - ab_prev)
+    alpha_prev, sigma_prev = jnp.sqrt(ab_prev), loop.safe_sqrt(1.0 - ab_prev)
     final = jnp.arange(t.shape[0]) == t.shape[0] - 1
     lam = jnp.log(alpha) - jnp.log(sigma)
     lam_prev = jnp.log(alpha_prev) - jnp.log(jnp.where(final, 1.0, sigma_prev))

@@ -168,3 +168,9 @@ def scaled_noise(key: jax.Array, k, x: jax.Array, scale) -> jax.Array:
         lambda: scale * step_noise(key, k, x),
         lambda: jnp.zeros_like(x),
     )
+
+
+def safe_sqrt(v: jax.Array) -> jax.Array:
+    """√max(v, 0) whose gradient is 0 (not inf · 0 = NaN) where v ≤ 0, e.g. at the clean last step."""
+    positive = v > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, v, 1.0)), 0.0)
