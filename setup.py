@@ -14,8 +14,8 @@ setup(
     packages=find_packages(include=["ddss", "ddss.*"]),
     python_requires=">=3.10",
     install_requires=[
-        "jax>=0.4.30",
-        "flax>=0.8",
+        "jax>=0.10",
+        "flax>=0.12",
         "optax>=0.2",
         "orbax-checkpoint>=0.5",
         "numpy>=1.24",
@@ -29,7 +29,7 @@ setup(
     ],
     extras_require={
         # torch itself is installed separately and pinned (torch==2.13.0, CPU build).
-        "test": ["pytest>=7", "hypothesis>=6", "diffusers>=0.30"],
+        "test": ["pytest>=7", "hypothesis>=6", "diffusers==0.42.1"],
         "notebooks": ["jupyter", "ipywidgets"],
     },
     entry_points={"console_scripts": ["ddss=ddss.main:cli"]},

@@ -1,0 +1,11 @@
+"""Experiments: the loops that jit, checkpoint, log and write results. One `run(config, workdir)` each."""
+from ddss.experiments import baselines
+
+EXPERIMENTS = {"baselines": baselines.run}
+
+
+def run(config, workdir: str):
+    """Runs the experiment named by `config.experiment`."""
+    if config.experiment not in EXPERIMENTS:
+        raise ValueError(f"Unknown experiment {config.experiment!r}; choose one of {sorted(EXPERIMENTS)}.")
+    return EXPERIMENTS[config.experiment](config, workdir)

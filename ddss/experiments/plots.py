@@ -1,0 +1,51 @@
+"""Pictures: sample grids and score-against-K plots (written as PNG files)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PIL import Image
+
+
+def sample_grid(images, path: str, *, scale: int = 4) -> None:
+    """Tiles NHWC images in [-1, 1] (1 or 3 channels) into one PNG, nearest-neighbour upscaled."""
+    images = np.asarray(images, np.float32)
+    if images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise ValueError(f"sample_grid needs NHWC images with 1 or 3 channels, got shape {images.shape}.")
+    n, h, w, c = images.shape
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    grid = np.ones((rows * (h + 1) + 1, cols * (w + 1) + 1, c), np.float32)
+    for i, img in enumerate(images):
+        r, q = divmod(i, cols)
+        grid[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + q * (w + 1) : 1 + q * (w + 1) + w] = img
+    pixels = np.round((np.clip(grid, -1, 1) + 1) * 127.5).astype(np.uint8)
+    pixels = np.repeat(np.repeat(pixels, scale, axis=0), scale, axis=1)
+    Image.fromarray(pixels[..., 0] if c == 1 else pixels).save(path)
+
+
+def score_vs_k(rows, path: str, *, ylabel: str = "FID") -> None:
+    """One line per method (score against K, log scale), horizontal lines for K-free rows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    flat = {r["method"] for r in rows if r["K"] == 0 or r["method"].startswith("ddpm-") and r["method"][5:].isdigit()}
+    methods = sorted({r["method"] for r in rows} - flat)
+    for method in methods:
+        pts = sorted((r["K"], r["fid"]) for r in rows if r["method"] == method)
+        ax.plot(*zip(*pts), marker="o", label=method)
+    for r in rows:
+        if r["method"] in flat:
+            ax.axhline(r["fid"], linestyle="--", color="gray" if r["method"] == "data" else "black",
+                       label=f"{r['method']} ({r['fid']:.3g})")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("K (network evaluations)")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

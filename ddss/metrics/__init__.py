@@ -1,0 +1,4 @@
+"""Sample-quality metrics: Fréchet distance of feature statistics, KID."""
+from ddss.metrics import fid, kid
+
+__all__ = ["fid", "kid"]

@@ -1,0 +1,62 @@
+"""The baselines experiment end to end on the tiny config: files, contract, and sane scores."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from configs import gmm_baselines_test
+from ddss import experiments
+from ddss.experiments import baselines
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_run_writes_the_results_contract(tmp_path):
+    config = gmm_baselines_test.get_config()
+    results = experiments.run(config, str(tmp_path))
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    assert on_disk == json.loads(json.dumps(results))
+    methods = {(r["method"], r["K"]) for r in on_disk["rows"]}
+    expected = {(m, k) for m in config.methods for k in config.num_steps}
+    assert expected | {("ddpm-50", 50), ("data", 0)} == methods
+    for row in on_disk["rows"]:
+        assert {"method", "K", "nfe", "fid", "kid", "n_samples", "heldout"} <= set(row)
+        assert row["heldout"] is True and row["n_samples"] == config.num_samples
+        images = np.load(tmp_path / "samples" / f"{row['method']}_K{row['K']}.npz")["images"]
+        assert images.shape == (config.num_samples, 4, 4, 1) and images.dtype == np.float32
+        assert (tmp_path / "grids" / f"{row['method']}_K{row['K']}.png").exists()
+    assert (tmp_path / "fid_vs_k.png").exists()
+    fid = {(r["method"], r["K"]): r["fid"] for r in on_disk["rows"]}
+    # More steps help, and the many-step ceiling is far better than 3 DDIM steps.
+    assert fid[("ddim-quadratic", 6)] < fid[("ddim-quadratic", 3)]
+    assert fid[("ddpm-50", 50)] < fid[("ddim-quadratic", 3)]
+
+
+def test_cli_with_override(tmp_path):
+    cmd = [sys.executable, "-m", "ddss.main", "--config=configs/gmm_baselines_test.py", f"--workdir={tmp_path}",
+           "--config.num_steps=(4,)", "--config.methods=('ddim-linear',)", "--config.reference_steps=20"]
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert [(r["method"], r["K"]) for r in rows] == [("ddim-linear", 4), ("ddpm-20", 20), ("data", 0)]
+
+
+@pytest.mark.parametrize(
+    "field,value,match",
+    [("methods", ("ddim-cubic",), "Unknown method"), ("methods", ("ddjm-linear",), "Unknown method"),
+     ("num_steps", (0,), "K"), ("num_steps", (1001,), "larger than the model's T"), ("schedule", "sigmoid", "Unknown schedule")],
+)
+def test_bad_config_gives_a_clear_error(tmp_path, field, value, match):
+    config = gmm_baselines_test.get_config()
+    config[field] = value
+    with pytest.raises(ValueError, match=match):
+        baselines.run(config, str(tmp_path))
+
+
+def test_unknown_experiment(tmp_path):
+    config = gmm_baselines_test.get_config()
+    config.experiment = "nope"
+    with pytest.raises(ValueError, match="Unknown experiment"):
+        experiments.run(config, str(tmp_path))
