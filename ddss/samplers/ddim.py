@@ -31,12 +31,11 @@ class DDIMParams:
 
 
 def init(schedule: sched_lib.Schedule, timesteps, *, eta: float = 0.0) -> DDIMParams:
-    loop.check_timesteps(timesteps, schedule.num_timesteps)
     if loop.is_concrete(eta) and not 0.0 <= float(eta) <= 1.0:
         raise ValueError(f"DDIM's η must lie in [0, 1], got {float(eta)}.")
     return DDIMParams(
         schedule=schedule,
-        timesteps=np.asarray(timesteps, dtype=np.float64) if loop.is_concrete(timesteps) else timesteps,
+        timesteps=loop.as_timesteps(timesteps, schedule.num_timesteps),
         eta=np.asarray(eta, dtype=np.float64) if loop.is_concrete(eta) else eta,
     )
 

@@ -33,12 +33,11 @@ class DDPMParams:
 
 
 def init(schedule: sched_lib.Schedule, timesteps, *, variance: str = "small") -> DDPMParams:
-    loop.check_timesteps(timesteps, schedule.num_timesteps)
     if variance not in VARIANCES:
         raise ValueError(f"Unknown DDPM variance {variance!r}; choose one of {VARIANCES}.")
     return DDPMParams(
         schedule=schedule,
-        timesteps=np.asarray(timesteps, dtype=np.float64) if loop.is_concrete(timesteps) else timesteps,
+        timesteps=loop.as_timesteps(timesteps, schedule.num_timesteps),
         variance=variance,
     )
 

@@ -36,12 +36,11 @@ class DPMSolverParams:
 
 
 def init(schedule: sched_lib.Schedule, timesteps, *, order: int = 2) -> DPMSolverParams:
-    loop.check_timesteps(timesteps, schedule.num_timesteps)
     if order not in ORDERS:
         raise ValueError(f"DPM-Solver++ order must be one of {ORDERS}, got {order!r}.")
     return DPMSolverParams(
         schedule=schedule,
-        timesteps=np.asarray(timesteps, dtype=np.float64) if loop.is_concrete(timesteps) else timesteps,
+        timesteps=loop.as_timesteps(timesteps, schedule.num_timesteps),
         order=order,
     )
 

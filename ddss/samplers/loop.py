@@ -79,6 +79,12 @@ def check_timesteps(timesteps, num_timesteps: int) -> None:
         )
 
 
+def as_timesteps(timesteps, num_timesteps: int):
+    """Checks a timestep list and stores concrete ones as float64 numpy (traced ones pass through)."""
+    check_timesteps(timesteps, num_timesteps)
+    return np.asarray(timesteps, dtype=np.float64) if is_concrete(timesteps) else timesteps
+
+
 def model_output(eps_fn: EpsFn, x: jax.Array, t: jax.Array) -> jax.Array:
     """eps_fn(x, t) with the scalar time t broadcast to the batch, its shape checked."""
     eps = eps_fn(x, jnp.full(x.shape[:1], t, dtype=x.dtype))
@@ -135,9 +141,10 @@ def run(
 
 def raise_if_nonfinite(info: SampleInfo) -> None:
     """Host-side: one clear error if the model produced NaN/inf during sampling."""
-    k = int(np.asarray(info.nonfinite_step).max())
-    if k:
-        t = float(np.asarray(info.nonfinite_t).reshape(-1)[int(np.argmax(np.asarray(info.nonfinite_step).reshape(-1)))])
+    steps = np.asarray(info.nonfinite_step).reshape(-1)  # several entries when sampling was vmapped
+    worst = int(np.argmax(steps))
+    if steps[worst]:
+        k, t = int(steps[worst]), float(np.asarray(info.nonfinite_t).reshape(-1)[worst])
         raise FloatingPointError(
             f"The model returned NaN or inf at sampling step k = {k} (model time t = {t:g}). The samples are "
             "invalid. Check the model weights (a corrupt or mismatched checkpoint), the input scaling "
