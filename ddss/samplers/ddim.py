@@ -56,8 +56,7 @@ def sample(
     return_info: bool = False,
 ):
     """Runs K = len(params.timesteps) DDIM steps from x_K; returns x_0 (and a SampleInfo)."""
-    loop.check_x(x_K)
-    loop.check_timesteps(params.timesteps, params.schedule.num_timesteps)
+    loop.check_sample_inputs(params, x_K)
     t, ab, ab_prev = loop.times_and_alpha_bars(params.schedule, params.timesteps)
     s = noise_scale(ab, ab_prev, params.eta)
     inputs = dict(

@@ -53,8 +53,7 @@ def sample(
     return_info: bool = False,
 ):
     """Runs K = len(params.timesteps) ancestral steps from x_K; returns x_0 (and a SampleInfo)."""
-    loop.check_x(x_K)
-    loop.check_timesteps(params.timesteps, params.schedule.num_timesteps)
+    loop.check_sample_inputs(params, x_K)
     t, ab, ab_prev = loop.times_and_alpha_bars(params.schedule, params.timesteps)
     beta = 1.0 - ab / ab_prev
     posterior_var = (1.0 - ab_prev) / (1.0 - ab) * beta

@@ -94,8 +94,7 @@ def sample(
     The sampler is deterministic; `key` is accepted so every family shares one signature.
     """
     del key
-    loop.check_x(x_K)
-    loop.check_timesteps(params.timesteps, params.schedule.num_timesteps)
+    loop.check_sample_inputs(params, x_K)
     inputs = step_coefficients(params.schedule, params.timesteps)
     inputs["k"] = loop.step_indices(params.num_steps)
     inputs["order"] = jnp.asarray(step_orders(params.num_steps, params.order), jnp.int32)

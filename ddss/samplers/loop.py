@@ -79,6 +79,12 @@ def check_timesteps(timesteps, num_timesteps: int) -> None:
         )
 
 
+def check_sample_inputs(params, x) -> None:
+    """The checks every family's `sample` runs on its params (timesteps, schedule) and x_K."""
+    check_x(x)
+    check_timesteps(params.timesteps, params.schedule.num_timesteps)
+
+
 def as_timesteps(timesteps, num_timesteps: int):
     """Checks a timestep list and stores concrete ones as float64 numpy (traced ones pass through)."""
     check_timesteps(timesteps, num_timesteps)
