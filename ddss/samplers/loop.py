@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ddss import schedules
+
 EpsFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 
@@ -166,8 +168,6 @@ def predict_x0(x: jax.Array, eps: jax.Array, alpha_t, sigma_t, *, clip_denoised:
 
 def times_and_alpha_bars(schedule, timesteps) -> tuple[jax.Array, jax.Array, jax.Array]:
     """(τ_k, ᾱ(τ_k), ᾱ_{k-1}) in loop order, with ᾱ_0 := 1 for the clean output."""
-    from ddss import schedules  # local import: schedules does not depend on samplers
-
     t = jnp.asarray(timesteps)
     ab = schedules.alpha_bar(schedule, t)
     ab_prev = jnp.concatenate([ab[1:], jnp.ones((1,), ab.dtype)])
