@@ -26,7 +26,11 @@ setup(
         "tqdm>=4.60",
         "matplotlib>=3.6",
         "safetensors>=0.4",
+        "scikit-learn>=1.2",  # ddss.data.digits: the bundled 8×8 digits
+        "pillow>=9.1",  # ddss.data.tfds: center-crop and resize (Image.Resampling)
+        "tensorboardX>=2.6",  # TensorBoard event files without TensorFlow
     ],
+    package_data={"ddss.models": ["assets/*.safetensors"]},
     extras_require={
         # torch itself is installed separately and pinned (torch==2.13.0, CPU build).
         "test": ["pytest>=7", "hypothesis>=6", "diffusers==0.42.1"],

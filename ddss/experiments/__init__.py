@@ -1,7 +1,7 @@
 """Experiments: the loops that jit, checkpoint, log and write results. One `run(config, workdir)` each."""
-from ddss.experiments import baselines
+from ddss.experiments import baselines, train, train_classifier
 
-EXPERIMENTS = {"baselines": baselines.run}
+EXPERIMENTS = {"baselines": baselines.run, "train": train.run, "train_classifier": train_classifier.run}
 
 
 def run(config, workdir: str):

@@ -1,0 +1,49 @@
+"""Image data for training and evaluating samplers, as NHWC float32 batches in [-1, 1].
+
+Two sources:
+  `ddss.data.digits`  scikit-learn's 1797 handwritten 8×8 digits (bundled, offline; fixed train/test
+                      split), for tests and small experiments;
+  `ddss.data.tfds`    TFDS image datasets (CIFAR-10, ImageNet 64×64, LSUN) read with random access
+                      from locally prepared ArrayRecord files; never downloads unless asked.
+
+Both shuffle each epoch with a permutation fixed by (seed, epoch) (`index_batches`), so a seed
+determines every batch. Example:
+
+    from ddss import data
+    for batch in data.tfds_batches("cifar10", "train", batch_size=128, seed=0):
+        batch["image"]  # float32 [128, 32, 32, 3] in [-1, 1]
+"""
+from ddss.data import digits, tfds
+from ddss.data.digits import index_batches
+from ddss.data.digits import batches as digits_batches
+from ddss.data.digits import load as load_digits
+from ddss.data.tfds import (
+    DataConfig,
+    DatasetNotPreparedError,
+    batches_from_config,
+    batches_from_source,
+    center_crop_resize,
+    from_config,
+    open_source,
+    supported_datasets,
+    to_model_range,
+)
+from ddss.data.tfds import batches as tfds_batches
+
+__all__ = [
+    "digits",
+    "tfds",
+    "index_batches",
+    "load_digits",
+    "digits_batches",
+    "DataConfig",
+    "DatasetNotPreparedError",
+    "from_config",
+    "open_source",
+    "supported_datasets",
+    "tfds_batches",
+    "batches_from_config",
+    "batches_from_source",
+    "center_crop_resize",
+    "to_model_range",
+]

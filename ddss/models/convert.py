@@ -1,0 +1,188 @@
+"""Import diffusers `UNet2DModel` checkpoints (e.g. google/ddpm-cifar10-32) into the Flax UNet.
+
+  model = ddss.models.convert.load_diffusers("/path/to/ddpm-cifar10-32")   # DiffusionModel
+  python -m ddss.models.convert /path/to/ddpm-cifar10-32 cifar10_unet.safetensors
+
+The directory is what `huggingface-cli download google/ddpm-cifar10-32 --local-dir DIR` gives (or a
+pipeline directory with a `unet/` folder): `config.json`, `diffusion_pytorch_model.safetensors`
+and, optionally, `scheduler_config.json` for the noise schedule. Weights are read with numpy from
+the safetensors file; no torch at run time. A directory that only has the pickled
+`diffusion_pytorch_model.bin` is read with `torch.load(weights_only=True)` when torch is
+installed, and otherwise rejected with the command that converts it.
+
+Parameter names map one to one (`down_blocks.0.resnets.1.conv1.weight` ->
+`down_blocks_0/resnets_1/conv1/kernel`); convolution kernels go from OIHW to HWIO and dense
+kernels are transposed. The attention names of old checkpoints (`query`, `key`, `value`,
+`proj_attn`) are accepted too.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+
+import numpy as np
+
+from ddss.models import params_io, pretrained, unet
+
+WEIGHTS = "diffusion_pytorch_model.safetensors"
+PICKLED_WEIGHTS = "diffusion_pytorch_model.bin"
+_WHERE = ("Download it with `huggingface-cli download google/ddpm-cifar10-32 --local-dir DIR` "
+          "(or any diffusers UNet2DModel repository) and pass DIR.")
+_DEPRECATED_ATTENTION = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out_0"}
+_UNSUPPORTED = {  # config field -> the only value this UNet implements
+    "time_embedding_type": "positional",
+    "act_fn": "silu",
+    "class_embed_type": None,
+    "num_class_embeds": None,
+    "downsample_type": "conv",
+    "upsample_type": "conv",
+    "mid_block_type": "UNetMidBlock2D",
+}
+
+
+def unet_directory(path: str) -> str:
+    """The folder holding the UNet's config.json: `path` itself or its `unet/` subfolder."""
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"Checkpoint directory {path!r} does not exist. {_WHERE}")
+    for candidate in (path, os.path.join(path, "unet")):
+        if os.path.isfile(os.path.join(candidate, "config.json")):
+            return candidate
+    raise FileNotFoundError(f"No config.json in {path!r} or {os.path.join(path, 'unet')!r}: not a diffusers UNet "
+                            f"checkpoint. {_WHERE}")
+
+
+def config_from_diffusers(cfg: dict) -> unet.UNetConfig:
+    """UNetConfig from a diffusers `UNet2DModel` config.json (diffusers' defaults for absent fields)."""
+    if cfg.get("_class_name", "UNet2DModel") != "UNet2DModel":
+        raise ValueError(f"The checkpoint is a {cfg['_class_name']}; only diffusers UNet2DModel checkpoints convert.")
+    for field, supported in _UNSUPPORTED.items():
+        if field in cfg and cfg[field] != supported:
+            raise ValueError(f"UNet2DModel option {field}={cfg[field]!r} is not supported (only {supported!r}).")
+    defaults = dict(sample_size=32, in_channels=3, out_channels=3, freq_shift=0, flip_sin_to_cos=True,
+                    down_block_types=("DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"),
+                    up_block_types=("AttnUpBlock2D", "AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
+                    block_out_channels=(224, 448, 672, 896), layers_per_block=2, mid_block_scale_factor=1.0,
+                    downsample_padding=1, attention_head_dim=8, norm_num_groups=32, norm_eps=1e-5,
+                    resnet_time_scale_shift="default", add_attention=True, attn_norm_num_groups=None,
+                    center_input_sample=False, time_embedding_dim=None, dropout=0.0)
+    merged = {k: cfg.get(k, v) for k, v in defaults.items()}
+    size = merged["sample_size"]
+    if isinstance(size, (list, tuple)):
+        if len(set(size)) != 1:
+            raise ValueError(f"sample_size {size} is not square; this UNet takes square images.")
+        merged["sample_size"] = size[0]
+    merged["dropout"] = 0.0  # inference only
+    return unet.UNetConfig.from_dict(merged)
+
+
+def flax_name(torch_name: str) -> tuple[tuple[str, ...], str]:
+    """'down_blocks.0.resnets.1.conv1.weight' -> (('down_blocks_0', 'resnets_1', 'conv1'), 'weight')."""
+    path = re.sub(r"\.(\d+)(?=\.|$)", r"_\1", torch_name).split(".")
+    modules, leaf = path[:-1], path[-1]
+    if modules and modules[-1] in _DEPRECATED_ATTENTION:
+        modules[-1] = _DEPRECATED_ATTENTION[modules[-1]]
+    if modules and modules[-1] == "Conv2d_0":  # diffusers registers a down-sampling conv under two names
+        modules[-1] = "conv"
+    return tuple(modules), leaf
+
+
+def params_from_diffusers(state: dict[str, np.ndarray], config: unet.UNetConfig, *, source: str) -> dict:
+    """Flax parameters of `config` from a diffusers state dict; one clear error for any mismatch."""
+    expected = params_io.flatten_shapes(unet.param_shapes(config))
+    flat: dict[str, np.ndarray] = {}
+    for name, value in state.items():
+        modules, leaf = flax_name(name)
+        value = np.asarray(value, np.float32)
+        prefix = "/".join(modules)
+        if leaf == "bias":
+            key = f"{prefix}/bias"
+        elif f"{prefix}/scale" in expected:
+            key = f"{prefix}/scale"
+        elif value.ndim == 4 and value.shape[2:] == (1, 1) and expected.get(f"{prefix}/kernel", value).ndim == 2:
+            key, value = f"{prefix}/kernel", value[:, :, 0, 0].T  # old checkpoints store attention as 1×1 convs
+        elif value.ndim == 4:
+            key, value = f"{prefix}/kernel", value.transpose(2, 3, 1, 0)  # OIHW -> HWIO
+        elif value.ndim == 2:
+            key, value = f"{prefix}/kernel", value.T
+        else:
+            key = f"{prefix}/{leaf}"
+        if key in flat and np.array_equal(flat[key], value):
+            continue
+        flat[key] = value
+    params = params_io.unflatten(flat)
+    params_io.check_against(params, unet.param_shapes(config), source=source)
+    return params
+
+
+def read_state_dict(directory: str) -> tuple[dict[str, np.ndarray], str]:
+    """The UNet's weights as numpy arrays, from safetensors (or a .bin through torch's safe loader)."""
+    path = os.path.join(directory, WEIGHTS)
+    if os.path.isfile(path):
+        from safetensors.numpy import load_file
+
+        try:
+            return load_file(path), path
+        except Exception as e:  # safetensors raises several types for damaged files
+            raise params_io.WeightFileError(f"{path} is corrupt or not a safetensors file ({e}). {_WHERE}") from e
+    pickled = os.path.join(directory, PICKLED_WEIGHTS)
+    if os.path.isfile(pickled):
+        try:
+            import torch
+        except ImportError:
+            raise params_io.WeightFileError(
+                f"{directory} has only {PICKLED_WEIGHTS}, which needs torch to read. Install torch, or convert it once "
+                f"with `python -c \"import torch, safetensors.torch as st; st.save_file(torch.load('{pickled}', "
+                f"weights_only=True), '{path}')\"`.") from None
+        state = torch.load(pickled, map_location="cpu", weights_only=True)
+        return {k: v.float().numpy() for k, v in state.items()}, pickled
+    raise params_io.WeightFileError(f"No {WEIGHTS} (or {PICKLED_WEIGHTS}) in {directory}. {_WHERE}")
+
+
+def schedule_spec_from_diffusers(path: str) -> dict:
+    """The noise schedule from scheduler_config.json (DDPM's linear β, T=1000, when there is none)."""
+    for candidate in (os.path.join(path, "scheduler_config.json"), os.path.join(path, "scheduler", "scheduler_config.json"),
+                      os.path.join(os.path.dirname(os.path.normpath(path)), "scheduler", "scheduler_config.json")):
+        if os.path.isfile(candidate):
+            with open(candidate) as f:
+                sc = json.load(f)
+            break
+    else:
+        logging.warning("No scheduler_config.json next to %s; assuming DDPM's linear-β schedule with T=1000.", path)
+        sc = {}
+    if sc.get("trained_betas") is not None:
+        raise ValueError("Schedules given as `trained_betas` are not supported; use a linear or cosine schedule.")
+    kind = sc.get("beta_schedule", "linear")
+    steps = int(sc.get("num_train_timesteps", 1000))
+    if kind == "linear":
+        return {"kind": "linear_beta", "num_timesteps": steps, "beta_start": float(sc.get("beta_start", 1e-4)),
+                "beta_end": float(sc.get("beta_end", 0.02))}
+    if kind == "squaredcos_cap_v2":
+        return {"kind": "cosine", "num_timesteps": steps}
+    raise ValueError(f"beta_schedule {kind!r} is not supported; use 'linear' or 'squaredcos_cap_v2'.")
+
+
+def load_diffusers(path: str) -> pretrained.DiffusionModel:
+    """A diffusers UNet2DModel checkpoint directory -> DiffusionModel (ε-prediction assumed, as DDPM)."""
+    directory = unet_directory(path)
+    with open(os.path.join(directory, "config.json")) as f:
+        config = config_from_diffusers(json.load(f))
+    state, source = read_state_dict(directory)
+    params = params_from_diffusers(state, config, source=source)
+    params_io.check_finite(params, source=source)
+    spec = schedule_spec_from_diffusers(path)
+    return pretrained.DiffusionModel(config, params, pretrained.schedule_from_spec(spec), spec, {"source": source})
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) != 3:
+        raise SystemExit("usage: python -m ddss.models.convert DIFFUSERS_DIR OUT.safetensors")
+    model = load_diffusers(argv[1])
+    pretrained.save(argv[2], model.config, model.params, model.schedule_spec, source=model.metadata["source"])
+    print(f"wrote {argv[2]}: L={model.num_blocks} blocks, {unet.count_params(model.params):,} parameters")
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,51 @@
+"""The embedded default model: a small DDPM UNet trained on scikit-learn's 8×8 handwritten digits.
+
+  model = ddss.models.digits.load()      # DiffusionModel: eps_fn, schedule, blocks (L, MACs)
+  feats = ddss.models.digits.feature_fn() # images -> 64-d features of the digits classifier
+
+Both weight files ship inside the package (`ddss/models/assets/`), so nothing is downloaded.
+They are reproduced by
+  python -m ddss.main --config=configs/digits_train.py --workdir=DIR       (the UNet)
+  python -m ddss.main --config=configs/digits_classifier.py --workdir=DIR  (the feature network)
+Images are native 8×8×1 in [-1, 1]; time is DDPM's t ∈ [0, 999] on the linear-β schedule.
+"""
+from __future__ import annotations
+
+import os
+
+from ddss.models import classifier, params_io, pretrained
+
+ASSETS = os.path.join(os.path.dirname(__file__), "assets")
+UNET_FILE = os.path.join(ASSETS, "digits_unet.safetensors")
+CLASSIFIER_FILE = os.path.join(ASSETS, "digits_classifier.safetensors")
+_HINT = ("The file ships with ddss; reinstall the package, or rebuild it with "
+         "`python -m ddss.main --config=configs/{config} --workdir=DIR` and pass the path.")
+
+
+def load(path: str | None = None) -> pretrained.DiffusionModel:
+    """The digits DDPM (EMA weights). `path` overrides the shipped file (e.g. a fresh training run's)."""
+    return pretrained.load(path or UNET_FILE, hint=_HINT.format(config="digits_train.py"))
+
+
+def load_classifier(path: str | None = None) -> tuple[classifier.ClassifierConfig, dict]:
+    """(config, params) of the digits feature network."""
+    path = path or CLASSIFIER_FILE
+    params, meta = params_io.load(path, what="digits classifier file", hint=_HINT.format(config="digits_classifier.py"))
+    if meta.get("kind") != "digits_classifier":
+        raise params_io.WeightFileError(f"{path} is not a digits classifier weight file.")
+    config = classifier.ClassifierConfig.from_dict(meta["config"])
+    params_io.check_against(params, _classifier_shapes(config), source=path)
+    params_io.check_finite(params, source=path)
+    return config, params
+
+
+def feature_fn(path: str | None = None):
+    """images [B, 8, 8, 1] in [-1, 1] -> [B, 64] penultimate classifier activations (jittable)."""
+    config, params = load_classifier(path)
+    return classifier.features_fn(config, params)
+
+
+def _classifier_shapes(config):
+    import jax
+
+    return jax.eval_shape(lambda: classifier.init_params(config, jax.random.key(0)))
