@@ -12,6 +12,8 @@ import ml_collections
 def get_config():
     config = ml_collections.ConfigDict()
     config.experiment = "baselines"
+    config.model = "gmm"
+    config.checkpoint = ""
     config.seed = 0
     config.schedule = "linear"  # linear-β DDPM schedule, T = 1000 ('cosine' also available)
     config.num_timesteps = 1000

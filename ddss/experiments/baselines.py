@@ -6,9 +6,11 @@ Writes, under the work directory (DESIGN.md §8):
   grids/<method>_K<K>.png      a sample grid per row
   fid_vs_k.png                 the score of each method against K
 
-For the Gaussian-mixture model the "fid" column is the Fréchet distance between the moments of
-the samples and the mixture's *exact* moments, in data space (feature_space = "data"); "kid" is
-KID against exact mixture samples in the same space. Each row's wall_time_s is the time to sample
+`config.model` picks the model and its scoring (`ddss.experiments.targets`): for the Gaussian
+mixture the "fid" column is the Fréchet distance between the moments of the samples and the
+mixture's *exact* moments, in data space (feature_space = "data"), and "kid" is KID against exact
+mixture samples; for the digits model both are in the digits classifier's feature space against
+all 1797 digits, and the `data` row is the test split against the train split. Each row's wall_time_s is the time to sample
 its whole noise bank, measured after a warm-up call so that compilation is not counted.
 """
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ddss import schedules
-from ddss.experiments import plots
+from ddss.experiments import plots, targets
 from ddss.metrics import fid, kid
 from ddss.models import gmm
 from ddss.samplers import ddim, ddpm, dpm_solver, raise_if_nonfinite
@@ -49,9 +51,11 @@ class GMMConfig:
 @dataclasses.dataclass(frozen=True)
 class BaselinesConfig:
     seed: int
+    model: str
+    checkpoint: str
     schedule: str
     num_timesteps: int
-    gmm: GMMConfig
+    gmm: GMMConfig | None
     num_steps: tuple[int, ...]
     methods: tuple[str, ...]
     reference_steps: int
@@ -63,7 +67,16 @@ class BaselinesConfig:
     def from_config(cls, config) -> "BaselinesConfig":
         c = config.to_dict() if hasattr(config, "to_dict") else dict(config)
         c.pop("experiment", None)
-        c["gmm"] = GMMConfig(**{**c["gmm"], "event_shape": tuple(c["gmm"]["event_shape"])})
+        c.setdefault("model", "gmm")
+        c.setdefault("checkpoint", "")
+        if c["model"] not in targets.MODELS:
+            raise ValueError(f"Unknown model {c['model']!r}; choose one of {targets.MODELS}.")
+        c.setdefault("schedule", "linear")  # the mixture's schedule; pretrained models bring their own
+        c.setdefault("num_timesteps", 1000)
+        if c["model"] == "gmm" and "gmm" not in c:
+            raise ValueError("config.model='gmm' needs a config.gmm block (seed, event_shape, num_components).")
+        gmm_cfg = c.get("gmm")
+        c["gmm"] = GMMConfig(**{**gmm_cfg, "event_shape": tuple(gmm_cfg["event_shape"])}) if gmm_cfg else None
         c["num_steps"] = tuple(int(k) for k in c["num_steps"])
         c["methods"] = tuple(c["methods"])
         cfg = cls(**c)
@@ -94,7 +107,9 @@ def make_schedule(name: str, num_timesteps: int) -> schedules.Schedule:
 
 
 def sample_in_batches(sample_fn: Callable, params, noise_bank: np.ndarray, key, batch_size: int) -> np.ndarray:
-    """Runs a jitted `sample_fn(params, x_K, key) -> (x_0, info)` over the noise bank, batch by batch."""
+    """Runs a jitted `sample_fn(params, x_K, key) -> (x_0, info)` over the noise bank, batch by batch.
+
+    `params` may be a tuple (sampler params, model params); it is passed through unchanged."""
     outputs = []
     for start in range(0, len(noise_bank), batch_size):
         x0, info = sample_fn(params, noise_bank[start : start + batch_size], jax.random.fold_in(key, start))
@@ -103,66 +118,67 @@ def sample_in_batches(sample_fn: Callable, params, noise_bank: np.ndarray, key, 
     return np.concatenate(outputs)
 
 
-def _row(method, k, nfe, samples, truth, reference_samples, wall_time, cfg) -> dict:
-    kid_mean, kid_std = kid.kid(samples, reference_samples, num_subsets=20, subset_size=min(1000, len(samples)))
-    return {
-        "method": method,
-        "K": k,
-        "nfe": nfe,
-        "fid": fid.frechet_distance_of(samples, *truth),
-        "kid": kid_mean,
-        "kid_std": kid_std,
-        "n_samples": int(len(samples)),
-        "heldout": True,
-        "feature_space": "data",
-        "clip_denoised": cfg.clip_denoised,
-        "wall_time_s": wall_time,
-    }
+def _row(method, k, nfe, scores, n, wall_time, cfg) -> dict:
+    return {"method": method, "K": k, "nfe": nfe, **scores, "n_samples": int(n), "heldout": True,
+            "clip_denoised": cfg.clip_denoised, "wall_time_s": wall_time}
+
+
+def make_target(cfg: BaselinesConfig, key) -> targets.Target:
+    if cfg.model == "gmm":
+        return targets.gmm_target(cfg.gmm, make_schedule(cfg.schedule, cfg.num_timesteps), cfg.num_samples, key)
+    if cfg.model == "digits":
+        return targets.digits_target(cfg.checkpoint)
+    return targets.diffusers_target(cfg.checkpoint)
 
 
 def run(config, workdir: str) -> dict:
     cfg = BaselinesConfig.from_config(config)
-    os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
-    os.makedirs(os.path.join(workdir, "grids"), exist_ok=True)
-    schedule = make_schedule(cfg.schedule, cfg.num_timesteps)
-    mixture = gmm.random_mixture(cfg.gmm.seed, event_shape=cfg.gmm.event_shape, num_components=cfg.gmm.num_components)
-    eps_fn = gmm.eps_fn(mixture, schedule)
-    truth = (gmm.mean(mixture), gmm.covariance(mixture))
-
+    if cfg.model == "gmm":
+        make_schedule(cfg.schedule, cfg.num_timesteps)  # a bad schedule name fails before any work
     key = jax.random.key(cfg.seed)
     key_noise, key_sampler, key_data = jax.random.split(key, 3)
+    target = make_target(cfg, key_data)
+    schedule = target.schedule
+    os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
+    os.makedirs(os.path.join(workdir, "grids"), exist_ok=True)
     # Held-out noise: one bank shared by every method (common random numbers), used for nothing else.
-    noise_bank = np.asarray(jax.random.normal(key_noise, (cfg.num_samples,) + mixture.event_shape))
-    reference_samples = np.asarray(gmm.sample(mixture, key_data, cfg.num_samples))
+    noise_bank = np.asarray(jax.random.normal(key_noise, (cfg.num_samples,) + tuple(target.image_shape)))
 
     ceiling = f"ddpm-{cfg.reference_steps}"  # the model's own many-step sampler
     jobs = [(m, k) for m in cfg.methods for k in cfg.num_steps] + [(ceiling, cfg.reference_steps)]
-    # One jitted sampler per family: strides of the same family and K share one compilation.
+    for _, k in jobs:
+        schedules.timesteps(schedule, "linear", k)  # K out of range fails before any sampling
+    # One jitted sampler per family: strides of the same family and K share one compilation. The
+    # model's parameters are an argument, not a constant folded into the program.
     sample_fns = {
         module: jax.jit(
-            lambda p, x, key_, module=module: module.sample(p, eps_fn, x, key_, clip_denoised=cfg.clip_denoised, return_info=True)
+            lambda p, x, key_, module=module: module.sample(
+                p[0], lambda x_, t_: target.apply(p[1], x_, t_), x, key_, clip_denoised=cfg.clip_denoised,
+                return_info=True)
         )
         for module, _ in FAMILIES.values()
     }
     rows, device = [], jax.devices()[0].device_kind
     for method, k in tqdm(jobs, desc="sampling", unit="row"):
         module, kwargs, stride = parse_method("ddpm-linear" if method == ceiling else method)
-        params = module.init(schedule, schedules.timesteps(schedule, stride, k), **kwargs)
+        params = (module.init(schedule, schedules.timesteps(schedule, stride, k), **kwargs), target.params)
         # Warm-up on the first batch, so wall_time_s is sampling time without compilation.
         jax.block_until_ready(sample_fns[module](params, noise_bank[: cfg.batch_size], key_sampler))
         start = time.perf_counter()
         samples = sample_in_batches(sample_fns[module], params, noise_bank, key_sampler, cfg.batch_size)
         wall = time.perf_counter() - start
-        rows.append({**_row(method, k, k, samples, truth, reference_samples, wall, cfg), "device": device})
+        rows.append({**_row(method, k, k, target.score(samples), len(samples), wall, cfg), "device": device})
         _save_samples(workdir, method, k, samples)
 
-    data_samples = np.asarray(gmm.sample(mixture, jax.random.fold_in(key_data, 1), cfg.num_samples))
-    rows.append({**_row("data", 0, 0, data_samples, truth, reference_samples, 0.0, cfg), "device": device})
-    _save_samples(workdir, "data", 0, data_samples)
-    results = {"model": "gmm", "schedule": cfg.schedule, "rows": rows}
+    if target.floor is not None:
+        rows.append({**_row("data", 0, 0, target.score_floor(), len(target.floor[0]), 0.0, cfg), "device": device})
+        _save_samples(workdir, "data", 0, np.asarray(target.floor[0]))
+    results = {"model": target.name, "schedule": cfg.schedule if cfg.model == "gmm" else "checkpoint", "rows": rows}
     with open(os.path.join(workdir, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
-    plots.score_vs_k(rows, os.path.join(workdir, "fid_vs_k.png"), ylabel="Fréchet distance to the exact mixture")
+    if target.features is not None:
+        ylabel = "Fréchet distance to the exact mixture" if cfg.model == "gmm" else f"FID ({target.feature_space})"
+        plots.score_vs_k(rows, os.path.join(workdir, "fid_vs_k.png"), ylabel=ylabel)
     print(format_table(rows))
     return results
 
@@ -176,5 +192,6 @@ def _save_samples(workdir: str, method: str, k: int, samples: np.ndarray) -> Non
 def format_table(rows) -> str:
     """A markdown table of the rows (method, K, FID, KID)."""
     lines = ["| method | K | fid | kid |", "|---|---|---|---|"]
-    lines += [f"| {r['method']} | {r['K']} | {r['fid']:.4g} | {r['kid']:.3g} |" for r in rows]
+    num = lambda v, f: "n/a" if v is None else format(v, f)
+    lines += [f"| {r['method']} | {r['K']} | {num(r['fid'], '.4g')} | {num(r['kid'], '.3g')} |" for r in rows]
     return "\n".join(lines)

@@ -25,6 +25,7 @@ class MetricWriter:
     def write_scalars(self, step: int, scalars: dict[str, float]) -> None:
         scalars = {k: float(v) for k, v in scalars.items()}
         self._file.write(json.dumps({"step": int(step), **scalars}) + "\n")
+        self._file.flush()  # readable while a long run is going
         if self._tb is not None:
             for k, v in scalars.items():
                 self._tb.add_scalar(k, v, int(step))
