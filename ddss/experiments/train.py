@@ -96,7 +96,7 @@ def make_train_step(cfg: TrainConfig, schedule: schedules.Schedule, optimizer, b
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         ema = jax.tree.map(lambda e, p: cfg.ema_decay * e + (1 - cfg.ema_decay) * p, state.ema_params, params)
-        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads)}
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
         return TrainState(state.step + 1, params, ema, opt_state), metrics
 
     return jax.jit(train_step, donate_argnums=0)
@@ -162,25 +162,32 @@ def train(cfg: TrainConfig, workdir: str) -> tuple[TrainState, dict]:
     summary = {"start_step": start_step}
     started = time.time()
     running, last_log = None, start_step
-    with tqdm(total=cfg.steps, initial=start_step, desc="train", unit="step") as bar:
-        for step in range(start_step, cfg.steps):
-            state, metrics = train_step(state, data.batch(step))
-            running = metrics if running is None else jax.tree.map(jnp.add, running, metrics)
-            done = step + 1
-            if done % cfg.log_every == 0 or done == cfg.steps:
-                means = {k: float(v) / (done - last_log) for k, v in running.items()}  # host read at log steps only
-                if not np.isfinite(means["loss"]):
-                    raise FloatingPointError(
-                        f"Training loss became {means['loss']} by step {done}. The last good checkpoint is step "
-                        f"{mngr.latest_step()} in {workdir}/checkpoints; lower config.learning_rate and rerun to resume.")
-                writer.write_scalars(done, means)
-                summary["final_loss"] = means["loss"]
-                running, last_log = None, done
-                bar.set_postfix(loss=f"{means['loss']:.4f}")
-            mngr.save(done, args=ocp.args.StandardSave(state), force=done == cfg.steps)
-            bar.update(1)
-    mngr.wait_until_finished()
-    writer.close()
+    try:
+        with tqdm(total=cfg.steps, initial=start_step, desc="train", unit="step") as bar:
+            for step in range(start_step, cfg.steps):
+                state, metrics = train_step(state, data.batch(step))
+                running = metrics if running is None else jax.tree.map(jnp.add, running, metrics)
+                done = step + 1
+                saving = mngr.should_save(done) or done == cfg.steps
+                if done % cfg.log_every == 0 or saving:  # never checkpoint a state whose loss was not checked
+                    means = {k: float(v) / (done - last_log) for k, v in running.items()}  # host read: log steps only
+                    if not np.isfinite(means["loss"]):
+                        mngr.wait_until_finished()
+                        raise FloatingPointError(
+                            f"Training loss became {means['loss']} by step {done}. The last good checkpoint is step "
+                            f"{mngr.latest_step()} in {workdir}/checkpoints; lower config.learning_rate and rerun "
+                            "the same command to resume from it.")
+                    writer.write_scalars(done, means)
+                    summary["final_loss"] = means["loss"]
+                    running, last_log = None, done
+                    bar.set_postfix(loss=f"{means['loss']:.4f}")
+                if saving:
+                    mngr.save(done, args=ocp.args.StandardSave(state), force=True)
+                bar.update(1)
+    finally:
+        mngr.wait_until_finished()
+        mngr.close()
+        writer.close()
     summary["train_time_s"] = time.time() - started
     summary["steps"] = cfg.steps
     return state, summary
