@@ -1,4 +1,6 @@
-"""Models: adapters to ε-prediction and the analytic Gaussian-mixture test bed."""
-from ddss.models import adapters, gmm
+"""Models: the Flax UNet with skippable blocks, checkpoint import, the embedded digits model,
+the digits feature network, adapters to ε-prediction and the analytic Gaussian-mixture test bed."""
+from ddss.models import adapters, classifier, convert, digits, gmm, params_io, pretrained, unet
+from ddss.models.pretrained import DiffusionModel
 
-__all__ = ["adapters", "gmm"]
+__all__ = ["DiffusionModel", "adapters", "classifier", "convert", "digits", "gmm", "params_io", "pretrained", "unet"]
