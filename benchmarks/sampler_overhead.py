@@ -13,8 +13,6 @@ Prints, for each sampler family:
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import flax.linen as nn
 import jax
@@ -22,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ddss import schedules
-from ddss.diagnostics import count_compilations
+from ddss.diagnostics import count_compilations, median_time
 from ddss.models import gmm
 from ddss.samplers import ddim, ddpm, dpm_solver
 
@@ -47,15 +45,6 @@ class SmallConvNet(nn.Module):
         return nn.Conv(x.shape[-1], (3, 3))(nn.silu(nn.GroupNorm(8)(h)))
 
 
-def _time(fn, *args, repeats: int) -> float:
-    """Median wall time of fn(*args) after one warm-up call."""
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def models(schedule):
@@ -74,11 +63,11 @@ def overhead(schedule, repeats: int) -> None:
     print(f"Sampler overhead, K = {K} (goal ≤ 1.05)")
     for model_name, (eps_fn, x) in models(schedule).items():
         model_call = jax.jit(eps_fn)
-        t_model = _time(model_call, x, jnp.full(x.shape[:1], 500.0), repeats=repeats * K)
+        t_model = median_time(model_call, x, jnp.full(x.shape[:1], 500.0), repeats=repeats * K)
         for name, (module, kwargs) in SAMPLERS.items():
             params = module.init(schedule, timesteps, **kwargs)
             sampler = jax.jit(lambda p, x, key, module=module: module.sample(p, eps_fn, x, key))
-            t_sampler = _time(sampler, params, x, jax.random.key(0), repeats=repeats)
+            t_sampler = median_time(sampler, params, x, jax.random.key(0), repeats=repeats)
             print(f"  {model_name:24s} {name:18s} sampler {t_sampler * 1e3:8.2f} ms   10 × model "
                   f"{K * t_model * 1e3:8.2f} ms   ratio {t_sampler / (K * t_model):.3f}")
 

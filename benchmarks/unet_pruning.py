@@ -14,13 +14,11 @@ model's (read from its weight file) and google/ddpm-cifar10-32's.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ddss.diagnostics import median_time
 from ddss.models import convert, digits, unet
 
 CIFAR10 = convert.config_from_diffusers({
@@ -28,16 +26,6 @@ CIFAR10 = convert.config_from_diffusers({
     "DownBlock2D"], "up_block_types": ["UpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D"],
     "downsample_padding": 0, "flip_sin_to_cos": False, "freq_shift": 1, "attention_head_dim": None,
     "norm_eps": 1e-6, "sample_size": 32})
-
-
-def median_time(fn, *args, repeats: int) -> float:
-    jax.block_until_ready(fn(*args))  # compile and warm up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def bench(name: str, config: unet.UNetConfig, batch: int, repeats: int) -> None:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import contextlib
+import statistics
+import time
 from typing import Iterator
 
 import jax
@@ -39,3 +41,14 @@ def count_compilations() -> Iterator[CompilationCounter]:
         yield counter
     finally:
         jax.monitoring.unregister_event_duration_listener(counter._listener)
+
+
+def median_time(fn, *args, repeats: int) -> float:
+    """Median wall time of fn(*args) over `repeats` calls, after one warm-up (compiling) call."""
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)

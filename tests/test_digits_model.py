@@ -1,7 +1,5 @@
 """The shipped digits model and feature network: they load, they are trained, and bad files fail clearly."""
-import json
 import os
-import shutil
 
 import jax
 import jax.numpy as jnp

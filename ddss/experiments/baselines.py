@@ -22,14 +22,11 @@ import time
 from typing import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
 from ddss import schedules
 from ddss.experiments import plots, targets
-from ddss.metrics import fid, kid
-from ddss.models import gmm
 from ddss.samplers import ddim, ddpm, dpm_solver, raise_if_nonfinite
 
 # Method family names as they appear in results.json, mapped to (sampler module, init kwargs).

@@ -55,12 +55,13 @@ class Target:
         return score_features(feats, stats, ref, self.feature_space)
 
 
-def score_features(feats, stats, ref_feats, space) -> dict:
-    m, s = kid.kid(feats, ref_feats, num_subsets=20, subset_size=min(1000, len(feats), len(ref_feats)))
+def score_features(feats, stats, ref_feats, space, *, num_subsets: int = 20) -> dict:
+    m, s = kid.kid(feats, ref_feats, num_subsets=num_subsets, subset_size=min(1000, len(feats), len(ref_feats)))
     return {"fid": fid.frechet_distance_of(feats, *stats), "kid": m, "kid_std": s, "feature_space": space}
 
 
-def _batched(fn, batch: int = 1000):
+def batched(fn, batch: int = 1000):
+    """A jitted feature function applied 1000 images at a time, returning float64 numpy."""
     jitted = jax.jit(fn)
     return lambda x: np.concatenate([np.asarray(jitted(x[i:i + batch]), np.float64) for i in range(0, len(x), batch)])
 
@@ -79,7 +80,7 @@ def gmm_target(gmm_cfg, schedule: schedules.Schedule, num_samples: int, key) -> 
 
 def digits_target(checkpoint: str = "") -> Target:
     model = digits_model.load(checkpoint or None)
-    features = _batched(digits_model.feature_fn())
+    features = batched(digits_model.feature_fn())
     ref = features(digits_data.load("all")[0])
     test_images = digits_data.load("test")[0]
     train = features(digits_data.load("train")[0])

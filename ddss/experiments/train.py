@@ -31,8 +31,8 @@ from tqdm import tqdm
 
 from ddss import schedules
 from ddss.data import digits
-from ddss.experiments import plots, writers
-from ddss.metrics import fid, kid
+from ddss.experiments import plots, targets, writers
+from ddss.metrics import fid
 from ddss.models import digits as digits_model
 from ddss.models import pretrained, unet
 from ddss.samplers import ddpm, raise_if_nonfinite
@@ -195,18 +195,15 @@ def train(cfg: TrainConfig, workdir: str) -> tuple[TrainState, dict]:
 
 def score_rows(samples: np.ndarray, features_fn, method: str, k: int) -> tuple[dict, dict]:
     """FID/KID of `samples` against all digits, and the data floor (train split vs test split)."""
-    feats = jax.jit(features_fn)
-    f_all = np.asarray(feats(digits.load("all")[0]), np.float64)
-    f_samples = np.concatenate([np.asarray(feats(samples[i:i + 1000]), np.float64) for i in range(0, len(samples), 1000)])
-    f_train = np.asarray(feats(digits.load("train")[0]), np.float64)
-    f_test = np.asarray(feats(digits.load("test")[0]), np.float64)
-
-    def row(name, kk, a, ref, n):
-        m, s = kid.kid(a, ref, num_subsets=100, subset_size=min(1000, len(a), len(ref)))
-        return {"method": name, "K": kk, "nfe": kk, "fid": fid.frechet_distance_of(a, *fid.statistics(ref)),
-                "kid": m, "kid_std": s, "n_samples": int(n), "heldout": True, "feature_space": "digits_classifier"}
-
-    return row(method, k, f_samples, f_all, len(samples)), row("data", 0, f_test, f_train, len(f_test))
+    feats = targets.batched(features_fn)
+    f_all, f_train = feats(digits.load("all")[0]), feats(digits.load("train")[0])
+    space = "digits_classifier"
+    sample_row = {"method": method, "K": k, "nfe": k, "n_samples": len(samples), "heldout": True,
+                  **targets.score_features(feats(samples), fid.statistics(f_all), f_all, space, num_subsets=100)}
+    f_test = feats(digits.load("test")[0])
+    data_row = {"method": "data", "K": 0, "nfe": 0, "n_samples": len(f_test), "heldout": True,
+                **targets.score_features(f_test, fid.statistics(f_train), f_train, space, num_subsets=100)}
+    return sample_row, data_row
 
 
 def sample_ddpm(model_cfg, params, schedule, n: int, batch_size: int, seed: int) -> np.ndarray:

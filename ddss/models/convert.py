@@ -91,7 +91,8 @@ def flax_name(torch_name: str) -> tuple[tuple[str, ...], str]:
 
 def params_from_diffusers(state: dict[str, np.ndarray], config: unet.UNetConfig, *, source: str) -> dict:
     """Flax parameters of `config` from a diffusers state dict; one clear error for any mismatch."""
-    expected = params_io.flatten_shapes(unet.param_shapes(config))
+    shapes = unet.param_shapes(config)
+    expected = params_io.flatten_shapes(shapes)
     flat: dict[str, np.ndarray] = {}
     for name, value in state.items():
         modules, leaf = flax_name(name)
@@ -113,7 +114,7 @@ def params_from_diffusers(state: dict[str, np.ndarray], config: unet.UNetConfig,
             continue
         flat[key] = value
     params = params_io.unflatten(flat)
-    params_io.check_against(params, unet.param_shapes(config), source=source)
+    params_io.check_against(params, shapes, source=source)
     return params
 
 

@@ -319,6 +319,17 @@ class _Skipper:
         return (None if self.mask is None else self.mask[i]), i in self.static
 
 
+def _resnet_and_attention(cfg, j, out_channels, attention, h, temb, skipper, train):
+    """Residual block j of a level, followed by its attention block when the level has one. Called
+    inside a parent's compact __call__, so the blocks become that parent's submodules."""
+    skip, static = skipper.next()
+    h = ResnetBlock(cfg, out_channels, name=f"resnets_{j}")(h, temb, skip, statically_skipped=static, train=train)
+    if attention:
+        skip, static = skipper.next()
+        h = AttentionBlock(cfg, cfg.norm_num_groups, name=f"attentions_{j}")(h, skip, statically_skipped=static)
+    return h
+
+
 class DownBlock(nn.Module):
     config: UNetConfig
     out_channels: int
@@ -329,12 +340,7 @@ class DownBlock(nn.Module):
     def __call__(self, h, temb, skipper: _Skipper, *, train: bool):
         cfg, outputs = self.config, []
         for j in range(cfg.layers_per_block):
-            skip, static = skipper.next()
-            h = ResnetBlock(cfg, self.out_channels, name=f"resnets_{j}")(
-                h, temb, skip, statically_skipped=static, train=train)
-            if self.attention:
-                skip, static = skipper.next()
-                h = AttentionBlock(cfg, cfg.norm_num_groups, name=f"attentions_{j}")(h, skip, statically_skipped=static)
+            h = _resnet_and_attention(cfg, j, self.out_channels, self.attention, h, temb, skipper, train)
             outputs.append(h)
         if self.downsample:
             h = Downsample(self.out_channels, cfg.downsample_padding, name="downsamplers_0")(h)
@@ -369,12 +375,7 @@ class UpBlock(nn.Module):
         cfg = self.config
         for j in range(cfg.layers_per_block + 1):
             h = jnp.concatenate([h, residuals.pop()], axis=-1)
-            skip, static = skipper.next()
-            h = ResnetBlock(cfg, self.out_channels, name=f"resnets_{j}")(
-                h, temb, skip, statically_skipped=static, train=train)
-            if self.attention:
-                skip, static = skipper.next()
-                h = AttentionBlock(cfg, cfg.norm_num_groups, name=f"attentions_{j}")(h, skip, statically_skipped=static)
+            h = _resnet_and_attention(cfg, j, self.out_channels, self.attention, h, temb, skipper, train)
         if self.upsample:
             h = Upsample(self.out_channels, name="upsamplers_0")(h)
         return h
