@@ -2,12 +2,14 @@
 training-free baselines at few steps, from the checkpoint directory you already have.
 
   huggingface-cli download google/ddpm-cifar10-32 --local-dir ~/ckpt/ddpm-cifar10-32
+  python -m ddss.main --config=configs/ref_stats_cifar10.py --workdir=~/stats/cifar10_train
   python -m ddss.main --config=configs/cifar10_ddpm.py --workdir=/tmp/cifar10_ddpm \
-      --config.checkpoint=~/ckpt/ddpm-cifar10-32
+      --config.checkpoint=~/ckpt/ddpm-cifar10-32 --config.reference_stats=~/stats/cifar10_train/stats.npz
 
-Writes samples, grids and results.json rows for every method and K. Rows carry fid = null until an
-Inception feature extractor is configured for CIFAR-10 (the metrics module's job); the samples are
-saved so they can be scored afterwards. Clipping of x̂_0 is on, as in the DDPM reference sampler.
+Writes samples, grids and results.json rows for every method and K, scored by FID and Inception
+Score in pytorch-fid's Inception space (weights: see `ddss.metrics.inception`; kid is null, since a
+statistics file holds no features). `--config.features.name=""` skips scoring and only saves the
+samples. Clipping of x̂_0 is on, as in the DDPM reference sampler.
 """
 import ml_collections
 
@@ -24,4 +26,7 @@ def get_config():
     config.num_samples = 10000
     config.batch_size = 250
     config.clip_denoised = True
+    config.features = ml_collections.ConfigDict({"name": "inception", "weights": "", "output": "pool",
+                                                 "batch_size": 50})
+    config.reference_stats = ""  # required for scoring: stats.npz from configs/ref_stats_cifar10.py
     return config

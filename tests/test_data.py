@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
-from tensorflow_datasets.testing import mocking
 
+from conftest import fake_tfds_data_source
 from ddss import data
 from ddss.data import digits
 from ddss.data import tfds as tfds_data
@@ -381,20 +381,6 @@ def test_package_exports():
 
 # ------------------------------------------------------------------------ tfds.testing.mock_data
 
-MOCK_EXAMPLES = 10
-
-
-def _fake_data_source(builder, split, decoders=None, deserialize_method=None, **kwargs):
-    """`as_data_source_fn` for mock_data: TFDS' own seeded fake examples, as a plain list.
-
-    The default mock (tfds 4.9.10) sets `__getitems__` on a MagicMock, where it is not bound and
-    fails with "missing 'record_keys'"; `__getitem__` alone works. This replacement yields the same
-    examples (tfds' RandomFakeGenerator, seeded per index) without that bug.
-    """
-    generator = mocking.RandomFakeGenerator(builder.info.features, MOCK_EXAMPLES)
-    return [generator[i] for i in range(MOCK_EXAMPLES)]
-
-
 @pytest.mark.parametrize(
     "name, image_size, shape, has_label",
     [
@@ -406,7 +392,7 @@ def _fake_data_source(builder, split, decoders=None, deserialize_method=None, **
 )
 def test_mock_data_all_supported_families(tmp_path, name, image_size, shape, has_label):
     def read(seed):
-        with tfds.testing.mock_data(policy=tfds.testing.MockPolicy.USE_CODE, as_data_source_fn=_fake_data_source):
+        with tfds.testing.mock_data(policy=tfds.testing.MockPolicy.USE_CODE, as_data_source_fn=fake_tfds_data_source):
             stream = tfds_data.batches(name, "train", 4, seed, image_size=image_size, data_dir=str(tmp_path),
                                        num_epochs=1, drop_remainder=False)
             return list(stream)

@@ -5,9 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from configs import cifar10_ddpm, digits_baselines
-from conftest import require
+from configs import cifar10_ddpm, digits_baselines, ref_stats_cifar10
+from conftest import fake_tfds_data_source, random_inception_weights, require
 from ddss import experiments
+from ddss.metrics import fid, features, stats
+from ddss.models.params_io import WeightFileError
 
 
 def _tiny_cifar_checkpoint(directory):
@@ -36,16 +38,62 @@ def _small(config, **overrides):
     return config
 
 
+def _mock_cifar_stats(tmp_path, weights):
+    """configs/ref_stats_cifar10.py on TFDS' mock cifar10 (10 examples), with random Inception weights."""
+    import tensorflow_datasets as tfds
+
+    config = ref_stats_cifar10.get_config()
+    config.data.data_dir = str(tmp_path / "tfds")
+    config.features.weights = weights
+    config.batch_size = config.features.batch_size = 4
+    config.save_features = True
+    with tfds.testing.mock_data(policy=tfds.testing.MockPolicy.USE_CODE, as_data_source_fn=fake_tfds_data_source):
+        experiments.run(config, str(tmp_path / "ref"))
+    return str(tmp_path / "ref" / "stats.npz"), np.load(tmp_path / "ref" / "features.npy")
+
+
 def test_cifar10_config_runs_on_a_diffusers_checkpoint(tmp_path):
+    """Reference statistics (ref_stats on mock TFDS cifar10) → baselines of a diffusers checkpoint in
+    Inception space: FID against those statistics, Inception Score, saved samples."""
+    weights = random_inception_weights(tmp_path / "inception.safetensors")
+    ref_path, ref_feats = _mock_cifar_stats(tmp_path, weights)
+    mu, sigma, info = stats.load(ref_path)
+    assert info["num_samples"] == 10 and mu.shape == (2048,) and info["dataset"] == "cifar10"
+    np.testing.assert_allclose(mu, ref_feats.astype(np.float64).mean(0), rtol=1e-6, atol=1e-6)
+
     checkpoint = _tiny_cifar_checkpoint(tmp_path / "ckpt")
-    config = _small(cifar10_ddpm.get_config(), checkpoint=checkpoint)
+    config = _small(cifar10_ddpm.get_config(), checkpoint=checkpoint, num_samples=10, reference_stats=ref_path)
+    config.features.weights = weights
+    config.features.batch_size = 4
     results = experiments.run(config, str(tmp_path / "work"))
     assert [(r["method"], r["K"]) for r in results["rows"]] == [("ddim-linear", 2), ("ddpm-3", 3)]
+    extractor = features.inception_extractor(weights, batch_size=4)
     for row in results["rows"]:
-        assert row["fid"] is None and row["clip_denoised"] is True
+        assert row["clip_denoised"] is True and row["feature_space"] == "inception"
         images = np.load(tmp_path / "work" / "samples" / f"{row['method']}_K{row['K']}.npz")["images"]
-        assert images.shape == (6, 32, 32, 3) and np.all(np.abs(images) <= 1.0)  # clipped x̂_0 output
+        assert images.shape == (10, 32, 32, 3) and np.all(np.abs(images) <= 1.0)  # clipped x̂_0 output
         assert np.isfinite(images).all() and images.std() > 0
+        # The row's FID is the Fréchet distance of these samples' Inception features to the data's.
+        want = fid.frechet_distance_of(extractor.features(images), mu, sigma)
+        assert row["fid"] == pytest.approx(want, rel=1e-6) and row["fid"] > 0
+        assert row["kid"] is None  # a statistics file holds no features
+        assert 1.0 <= row["is"] <= 1008 and row["is_std"] >= 0
+
+
+def test_cifar10_config_needs_reference_statistics(tmp_path):
+    checkpoint = _tiny_cifar_checkpoint(tmp_path / "ckpt")
+    with pytest.raises(ValueError, match="reference_stats is empty.*configs/ref_stats_cifar10.py"):
+        experiments.run(_small(cifar10_ddpm.get_config(), checkpoint=checkpoint), str(tmp_path / "a"))
+    missing = _small(cifar10_ddpm.get_config(), checkpoint=checkpoint, reference_stats=str(tmp_path / "missing.npz"))
+    with pytest.raises(WeightFileError, match="No Inception weights found.*pt_inception-2015-12-05-6726825d.pth"):
+        experiments.run(missing, str(tmp_path / "b"))  # default weights not on this machine
+    missing.features.weights = random_inception_weights(tmp_path / "inception.safetensors")
+    with pytest.raises(stats.StatsFileError, match="not found.*missing.npz.*configs/ref_stats_cifar10.py"):
+        experiments.run(missing, str(tmp_path / "b"))
+    unscored = _small(cifar10_ddpm.get_config(), checkpoint=checkpoint)
+    unscored.features.name = ""  # no feature network: samples only, rows unscored
+    rows = experiments.run(unscored, str(tmp_path / "c"))["rows"]
+    assert all(r["fid"] is None for r in rows)
 
 
 def test_cifar10_config_without_checkpoint_says_where_to_get_it(tmp_path):

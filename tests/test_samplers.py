@@ -8,7 +8,7 @@ from scipy import linalg
 from ddss import schedules
 from ddss.diagnostics import count_compilations
 from ddss.models import gmm
-from ddss.samplers import FAMILIES, ddim, ddpm, dpm_solver, loop, raise_if_nonfinite
+from ddss.samplers import FAMILIES, ddim, ddpm, dpm_solver, raise_if_nonfinite
 
 SCHEDULE = schedules.linear_beta()
 MIXTURE = gmm.random_mixture(7, event_shape=(4,), num_components=6)

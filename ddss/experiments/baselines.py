@@ -22,6 +22,7 @@ import time
 from typing import Callable
 
 import jax
+import ml_collections
 import numpy as np
 from tqdm import tqdm
 
@@ -59,6 +60,8 @@ class BaselinesConfig:
     num_samples: int
     batch_size: int
     clip_denoised: bool
+    features: dict | None = None  # feature extractor config (ddss.metrics.features.from_config)
+    reference_stats: str = ""  # stats.npz of the data in that feature space
 
     @classmethod
     def from_config(cls, config) -> "BaselinesConfig":
@@ -76,6 +79,8 @@ class BaselinesConfig:
         c["gmm"] = GMMConfig(**{**gmm_cfg, "event_shape": tuple(gmm_cfg["event_shape"])}) if gmm_cfg else None
         c["num_steps"] = tuple(int(k) for k in c["num_steps"])
         c["methods"] = tuple(c["methods"])
+        if c.get("features") is not None:
+            c["features"] = ml_collections.ConfigDict(c["features"])
         cfg = cls(**c)
         for method in cfg.methods:
             parse_method(method)
@@ -125,7 +130,7 @@ def make_target(cfg: BaselinesConfig, key) -> targets.Target:
         return targets.gmm_target(cfg.gmm, make_schedule(cfg.schedule, cfg.num_timesteps), cfg.num_samples, key)
     if cfg.model == "digits":
         return targets.digits_target(cfg.checkpoint)
-    return targets.diffusers_target(cfg.checkpoint)
+    return targets.diffusers_target(cfg.checkpoint, cfg.features, cfg.reference_stats)
 
 
 def run(config, workdir: str) -> dict:
@@ -188,7 +193,12 @@ def _save_samples(workdir: str, method: str, k: int, samples: np.ndarray) -> Non
 
 def format_table(rows) -> str:
     """A markdown table of the rows (method, K, FID, KID)."""
-    lines = ["| method | K | fid | kid |", "|---|---|---|---|"]
     num = lambda v, f: "n/a" if v is None else format(v, f)
+    if any(r.get("is") is not None for r in rows):
+        lines = ["| method | K | fid | kid | is |", "|---|---|---|---|---|"]
+        lines += [f"| {r['method']} | {r['K']} | {num(r['fid'], '.4g')} | {num(r['kid'], '.3g')} | "
+                  f"{num(r.get('is'), '.3g')} |" for r in rows]
+        return "\n".join(lines)
+    lines = ["| method | K | fid | kid |", "|---|---|---|---|"]
     lines += [f"| {r['method']} | {r['K']} | {num(r['fid'], '.4g')} | {num(r['kid'], '.3g')} |" for r in rows]
     return "\n".join(lines)

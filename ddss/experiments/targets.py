@@ -7,7 +7,13 @@ image shape) with a feature space and reference statistics. Config `model` picks
   "digits"     the embedded digits DDPM; scored in the digits classifier's feature space against all
                1797 digits, with the train-vs-test-split floor
   "diffusers"  a diffusers UNet2DModel checkpoint directory (`config.checkpoint`), converted on load;
-               unscored until a feature network for its data is configured (rows carry fid = null)
+               scored with `config.features` (e.g. the FID Inception) against `config.reference_stats`
+               (a stats.npz from configs/ref_stats_*.py). KID needs reference features, which a
+               statistics file does not hold: those rows carry kid = null. Without `config.features`
+               the rows are unscored (fid = null) and only the samples are saved.
+
+Rows also get the Inception Score of the extractor's classifier (`is`, `is_std`; 10 splits) when it
+has one: the FID Inception's 1008 classes, or the digits classifier's 10.
 """
 from __future__ import annotations
 
@@ -19,7 +25,8 @@ import numpy as np
 
 from ddss import schedules
 from ddss.data import digits as digits_data
-from ddss.metrics import fid, kid
+from ddss.metrics import features as features_lib
+from ddss.metrics import fid, inception_score, kid, stats
 from ddss.models import convert, gmm, unet
 from ddss.models import digits as digits_model
 
@@ -41,12 +48,16 @@ class Target:
     reference_stats: tuple[np.ndarray, np.ndarray] | None
     reference_features: np.ndarray | None
     floor: tuple | None  # (images, their features, reference (mu, sigma), reference features): the data row
+    logits: Callable[[np.ndarray], np.ndarray] | None = None  # images -> classifier logits, for IS
 
     def score(self, samples: np.ndarray) -> dict:
         if self.features is None:
             return {"fid": None, "kid": None, "kid_std": None, "feature_space": None}
-        return score_features(self.features(samples), self.reference_stats, self.reference_features,
-                              self.feature_space)
+        scores = score_features(self.features(samples), self.reference_stats, self.reference_features,
+                                self.feature_space)
+        if self.logits is not None and len(samples) >= 10:
+            scores["is"], scores["is_std"] = inception_score.inception_score(self.logits(samples))
+        return scores
 
     def score_floor(self) -> dict | None:
         if self.floor is None:
@@ -55,9 +66,12 @@ class Target:
         return score_features(feats, stats, ref, self.feature_space)
 
 
-def score_features(feats, stats, ref_feats, space, *, num_subsets: int = 20) -> dict:
-    m, s = kid.kid(feats, ref_feats, num_subsets=num_subsets, subset_size=min(1000, len(feats), len(ref_feats)))
-    return {"fid": fid.frechet_distance_of(feats, *stats), "kid": m, "kid_std": s, "feature_space": space}
+def score_features(feats, ref_stats, ref_feats, space, *, num_subsets: int = 20) -> dict:
+    """FID (float64) against `ref_stats`, and KID (subset mean, std) against `ref_feats` when given."""
+    m = s = None
+    if ref_feats is not None:
+        m, s = kid.kid(feats, ref_feats, num_subsets=num_subsets, subset_size=min(1000, len(feats), len(ref_feats)))
+    return {"fid": fid.frechet_distance_of(feats, *ref_stats), "kid": m, "kid_std": s, "feature_space": space}
 
 
 def batched(fn, batch: int = 1000):
@@ -78,20 +92,42 @@ def gmm_target(gmm_cfg, schedule: schedules.Schedule, num_samples: int, key) -> 
                   reference, (floor, flat(floor), truth, reference))
 
 
+def _on_images(fn):
+    """`fn` on samples clipped to the data range [-1, 1], as when they are saved as images.
+
+    Unclipped samplers overshoot the range slightly; a NaN still reaches the extractor's check.
+    """
+    return lambda samples: fn(np.clip(samples, -1.0, 1.0))
+
+
 def digits_target(checkpoint: str = "") -> Target:
+    """The shipped digits DDPM, scored in the digits classifier's space against the shipped statistics."""
     model = digits_model.load(checkpoint or None)
-    features = batched(digits_model.feature_fn())
-    ref = features(digits_data.load("all")[0])
+    extractor = features_lib.get("digits")
+    ref = extractor.features(digits_data.load("all")[0])
     test_images = digits_data.load("test")[0]
-    train = features(digits_data.load("train")[0])
+    train = extractor.features(digits_data.load("train")[0])
     return Target("digits", lambda p, x, t: unet.eps_fn(model.config, p)(x, t), model.params, model.schedule,
-                  model.image_shape, "digits_classifier", features, fid.statistics(ref), ref,
-                  (test_images, features(test_images), fid.statistics(train), train))
+                  model.image_shape, "digits_classifier", _on_images(extractor.features),
+                  digits_model.reference_stats("all"), ref,
+                  (test_images, extractor.features(test_images), digits_model.reference_stats("train"), train),
+                  _on_images(extractor.logits_numpy))
 
 
-def diffusers_target(checkpoint: str) -> Target:
+def diffusers_target(checkpoint: str, features_cfg=None, reference_stats: str = "") -> Target:
     if not checkpoint:
         raise ValueError(f"config.checkpoint is empty. {_CIFAR10_HINT}")
     model = convert.load_diffusers(checkpoint)
-    return Target(f"diffusers:{checkpoint}", lambda p, x, t: unet.eps_fn(model.config, p)(x, t), model.params,
-                  model.schedule, model.image_shape, None, None, None, None, None)
+    apply = lambda p, x, t: unet.eps_fn(model.config, p)(x, t)
+    if features_cfg is None or not features_cfg.get("name"):
+        return Target(f"diffusers:{checkpoint}", apply, model.params, model.schedule, model.image_shape,
+                      None, None, None, None, None)
+    hint = ("Compute it once with `python -m ddss.main --config=configs/ref_stats_cifar10.py --workdir=DIR` "
+            "(or configs/ref_stats_folder.py for an image folder) and pass --config.reference_stats=DIR/stats.npz.")
+    if not reference_stats:
+        raise ValueError(f"config.reference_stats is empty: FID needs the data's feature statistics. {hint}")
+    extractor = features_lib.from_config(features_cfg)
+    mu, sigma, _ = stats.load(reference_stats, dim=extractor.dim, hint=hint)
+    return Target(f"diffusers:{checkpoint}", apply, model.params, model.schedule, model.image_shape,
+                  extractor.name, _on_images(extractor.features), (mu, sigma), None, None,
+                  _on_images(extractor.logits_numpy))

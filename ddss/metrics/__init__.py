@@ -1,4 +1,4 @@
-"""Sample-quality metrics: Fréchet distance of feature statistics, KID."""
-from ddss.metrics import fid, kid
+"""Sample-quality metrics: the FID Inception port, feature extractors, FID, KID, IS, feature statistics."""
+from ddss.metrics import features, fid, inception, inception_score, kid, stats
 
-__all__ = ["fid", "kid"]
+__all__ = ["features", "fid", "inception", "inception_score", "kid", "stats"]

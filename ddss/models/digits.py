@@ -2,11 +2,13 @@
 
   model = ddss.models.digits.load()      # DiffusionModel: eps_fn, schedule, blocks (L, MACs)
   feats = ddss.models.digits.feature_fn() # images -> 64-d features of the digits classifier
+  mu, sigma = ddss.models.digits.reference_stats("all")  # FID reference in that feature space
 
 Both weight files ship inside the package (`ddss/models/assets/`), so nothing is downloaded.
 They are reproduced by
   python -m ddss.main --config=configs/digits_train.py --workdir=DIR       (the UNet)
   python -m ddss.main --config=configs/digits_classifier.py --workdir=DIR  (the feature network)
+  python -m ddss.main --config=configs/ref_stats_digits.py --workdir=DIR   (the reference statistics)
 Images are native 8×8×1 in [-1, 1]; time is DDPM's t ∈ [0, 999] on the linear-β schedule.
 """
 from __future__ import annotations
@@ -18,6 +20,7 @@ from ddss.models import classifier, params_io, pretrained
 ASSETS = os.path.join(os.path.dirname(__file__), "assets")
 UNET_FILE = os.path.join(ASSETS, "digits_unet.safetensors")
 CLASSIFIER_FILE = os.path.join(ASSETS, "digits_classifier.safetensors")
+STATS_SPLITS = ("all", "train")
 _HINT = ("The file ships with ddss; reinstall the package, or rebuild it with "
          "`python -m ddss.main --config=configs/{config} --workdir=DIR` and pass the path.")
 
@@ -49,3 +52,15 @@ def _classifier_shapes(config):
     import jax
 
     return jax.eval_shape(lambda: classifier.init_params(config, jax.random.key(0)))
+
+
+def reference_stats(split: str = "all"):
+    """(mu, sigma) of the digits classifier's features over the `all` (1797) or `train` (1437) digits."""
+    from ddss.metrics import stats
+
+    if split not in STATS_SPLITS:
+        raise ValueError(f"Shipped digits statistics exist for {STATS_SPLITS}, not {split!r}; compute others with "
+                         "configs/ref_stats_digits.py --config.split=SPLIT.")
+    mu, sigma, _ = stats.load(os.path.join(ASSETS, f"digits_stats_{split}.npz"),
+                              hint=_HINT.format(config="ref_stats_digits.py"))
+    return mu, sigma

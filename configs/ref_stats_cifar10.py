@@ -1,0 +1,25 @@
+"""CIFAR-10 reference statistics in Inception pool space (FID's convention: the 50k training images).
+
+  python -m ddss.main --config=configs/ref_stats_cifar10.py --workdir=~/stats/cifar10_train
+
+Needs the TFDS dataset prepared (`tfds build cifar10`, or `--config.download=True` where the
+machine is online) and pytorch-fid's Inception weights (see `ddss.metrics.inception`). Writes
+stats.npz (mu, sigma: the format pytorch-fid reads) for `configs/cifar10_ddpm.py
+--config.reference_stats=.../stats.npz`. Resumes after a kill from the last `checkpoint_every`.
+"""
+import ml_collections
+
+
+def get_config():
+    config = ml_collections.ConfigDict()
+    config.experiment = "ref_stats"
+    config.source = "tfds"
+    config.data = ml_collections.ConfigDict({"name": "cifar10", "split": "train", "image_size": None,
+                                             "data_dir": None})
+    config.features = ml_collections.ConfigDict({"name": "inception", "weights": "", "output": "pool",
+                                                 "batch_size": 50})
+    config.batch_size = 50
+    config.save_features = False  # True also writes features.npy (50000 × 2048 float32, 400 MB) for KID
+    config.max_samples = 0  # 0 = the whole split
+    config.checkpoint_every = 20
+    return config

@@ -1,0 +1,23 @@
+"""Reference statistics of a folder of images (pytorch-fid's directory mode, in our Inception port).
+
+  python -m ddss.main --config=configs/ref_stats_folder.py --workdir=~/stats/mydata --config.folder=~/data/images
+
+Reads every .png/.jpg/.jpeg/.bmp/.webp directly in the folder, sorted by name. Set
+`--config.image_size=N` to center-crop and resize to N×N when sizes differ.
+"""
+import ml_collections
+
+
+def get_config():
+    config = ml_collections.ConfigDict()
+    config.experiment = "ref_stats"
+    config.source = "folder"
+    config.folder = ""  # required
+    config.image_size = 0  # 0 = keep the native size (all images must share it)
+    config.features = ml_collections.ConfigDict({"name": "inception", "weights": "", "output": "pool",
+                                                 "batch_size": 50})
+    config.batch_size = 50
+    config.save_features = False
+    config.max_samples = 0
+    config.checkpoint_every = 20
+    return config

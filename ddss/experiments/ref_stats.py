@@ -1,0 +1,140 @@
+"""Reference feature statistics of a dataset: the (μ, Σ) that FID compares samples against.
+
+Sources (`config.source`):
+  "tfds"    a TFDS split (`config.data`: name, split, image_size, data_dir), read in order, every
+            example (the last, short batch included)
+  "folder"  every .png/.jpg/.jpeg/.bmp/.webp file directly in `config.folder` (sorted by name, as
+            pytorch-fid's directory mode reads them); `config.image_size` center-crops and resizes,
+            otherwise all images must share one size
+  "digits"  the bundled 8×8 digits (`config.split`: all, train or test)
+
+Features come from `config.features` (`ddss.metrics.features`). Writes to the work directory:
+  stats.npz     mu, sigma (float64; pytorch-fid's format), num_samples, info (JSON)
+  info.json     the same description, readable
+  features.npy  all features (float32), only with `config.save_features` (KID needs them)
+and `partial.npz` every `checkpoint_every` batches, so a killed run resumes where it stopped; it is
+removed when the statistics are complete.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ddss.data import digits as digits_data
+from ddss.data import tfds as tfds_data
+from ddss.metrics import features, stats
+
+SOURCES = ("tfds", "folder", "digits")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+def folder_files(folder: str) -> list[str]:
+    folder = os.path.expanduser(folder)
+    if not folder:
+        raise ValueError("config.folder is empty: set --config.folder=DIR to a directory of images.")
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"Image folder {folder} does not exist.")
+    files = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS))
+    if not files:
+        raise ValueError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) directly in {folder}.")
+    return [os.path.join(folder, f) for f in files]
+
+
+def read_images(paths: list[str], channels: int, image_size: int | None) -> np.ndarray:
+    """Images as float32 [N, H, W, C] in [-1, 1]; one clear error when sizes differ and no image_size is set."""
+    from PIL import Image
+
+    out = []
+    for path in paths:
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("RGB" if channels == 3 else "L"))
+        arr = arr[..., None] if arr.ndim == 2 else arr
+        if image_size:
+            arr = tfds_data.center_crop_resize(arr, image_size)
+        out.append(arr)
+    shapes = {a.shape for a in out}
+    if len(shapes) > 1:
+        raise ValueError(f"Images differ in size ({sorted(shapes)[:3]} ...); set --config.image_size=N to "
+                         "center-crop and resize them all to N×N.")
+    return np.stack(out).astype(np.float32) / 127.5 - 1.0
+
+
+def _source(config, extractor):
+    """(number of images, function from an index range to images, description)."""
+    if config.source == "digits":
+        images = digits_data.load(config.get("split", "all"))[0]
+        return len(images), lambda a, b: images[a:b], {"source": "digits", "split": config.get("split", "all")}
+    if config.source == "folder":
+        files = folder_files(config.get("folder", ""))
+        size = config.get("image_size") or None
+        return (len(files), lambda a, b: read_images(files[a:b], extractor.image_shape[2], size),
+                {"source": "folder", "folder": os.path.abspath(os.path.expanduser(config.folder)),
+                 "image_size": size})
+    data = tfds_data.from_config(config.data)
+    source = tfds_data.open_source(data.name, data.split, data_dir=data.data_dir)
+
+    def read(a, b):
+        examples = [source[i] for i in range(a, b)]
+        batch = next(tfds_data.batches_from_source(examples, b - a, 0, image_size=data.image_size, shuffle=False,
+                                                   num_epochs=1, drop_remainder=False, name=data.name))
+        return batch["image"]
+
+    return len(source), read, {"source": "tfds", "dataset": data.name, "split": data.split,
+                               "image_size": data.image_size}
+
+
+def run(config, workdir: str) -> dict:
+    if config.source not in SOURCES:
+        raise ValueError(f"Unknown source {config.source!r}; choose one of {SOURCES}.")
+    extractor = features.from_config(config.features)
+    total, read, info = _source(config, extractor)
+    limit = int(config.get("max_samples", 0) or 0)
+    total = min(total, limit) if limit else total
+    batch_size = int(config.get("batch_size", extractor.batch_size))
+    every = int(config.get("checkpoint_every", 20))
+    save_features = bool(config.get("save_features", False))
+    info = {**info, "features": extractor.name, "feature_dim": extractor.dim,
+            "feature_weights": config.features.get("weights", "") or "default"}
+    os.makedirs(workdir, exist_ok=True)
+    partial = os.path.join(workdir, "partial.npz")
+
+    acc, done, feats = stats.RunningStats(), 0, []
+    if os.path.isfile(partial):
+        with np.load(partial, allow_pickle=False) as f:
+            if json.loads(str(f["info"])) != info:
+                raise ValueError(f"{partial} belongs to a different run ({str(f['info'])}); remove it or use "
+                                 "another --workdir.")
+            done = int(f["done"])
+            if done:
+                acc = stats.RunningStats(done, f["mean"], f["scatter"])
+            feats = [f["features"]] if save_features and "features" in f.files else []
+        print(f"resuming from image {done} of {total}")
+
+    start_time = time.perf_counter()
+    starts = range(done, total, batch_size)
+    for i, start in enumerate(tqdm(starts, desc="reference statistics", unit="batch")):
+        end = min(start + batch_size, total)
+        f = extractor.features(read(start, end), batch_size=batch_size)
+        acc = acc.update(f)
+        if save_features:
+            feats.append(f.astype(np.float32))
+        if (i + 1) % every == 0 and end < total:
+            extra = {"features": np.concatenate(feats)} if save_features else {}
+            tmp = partial + ".tmp.npz"
+            np.savez(tmp, done=end, mean=acc.mean, scatter=acc.scatter, info=json.dumps(info), **extra)
+            os.replace(tmp, partial)
+
+    info = {**info, "num_samples": acc.count, "wall_time_s": time.perf_counter() - start_time}
+    stats.save(os.path.join(workdir, "stats.npz"), acc.mu, acc.sigma, num_samples=acc.count, info=info)
+    if save_features:
+        np.save(os.path.join(workdir, "features.npy"), np.concatenate(feats))
+    with open(os.path.join(workdir, "info.json"), "w") as f:
+        json.dump(info, f, indent=2)
+    if os.path.isfile(partial):
+        os.remove(partial)
+    print(f"wrote {os.path.join(workdir, 'stats.npz')}: {acc.count} images, {extractor.dim}-d {extractor.name} features")
+    return {"num_samples": acc.count, "info": info, "stats": os.path.join(workdir, "stats.npz")}

@@ -1,0 +1,128 @@
+"""One feature-extractor interface: every experiment picks its metric space by config.
+
+A `FeatureExtractor` holds a pure `apply(params, images) -> [N, dim]` (jittable, differentiable: the
+DDSS loss back-propagates through it) and its params, passed explicitly so `jit` and `grad` treat
+them as arguments rather than baked-in constants. Two are built in:
+
+  "inception"  pytorch-fid's FID Inception-v3 (`ddss.metrics.inception`): 2048-d pool features, or
+               another output (`output="pool_768"`, ...); `logits` give the Inception Score.
+               Weights: `weights=PATH` or the default search path (see `inception.load_params`).
+  "digits"     the embedded digits classifier (64-d penultimate features; its logits give a
+               digits Inception Score). Images [N, 8, 8, 1].
+
+Config (`config.features`): `name`, `weights` ("" = default), `output` (inception only),
+`batch_size` (host-side extraction).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from ddss.metrics import inception
+
+EXTRACTORS = ("inception", "digits")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FeatureExtractor:
+    name: str
+    dim: int
+    image_shape: tuple[int | None, int | None, int]  # (H, W, C); None = any size
+    apply: Callable[[Any, jax.Array], jax.Array]
+    params: Any
+    logits_apply: Callable[[Any, jax.Array], jax.Array] | None = None
+    batch_size: int = 250
+
+    def check(self, images) -> None:
+        """One clear error for images this extractor would mis-score (skipped under jit)."""
+        h, w, c = self.image_shape
+        inception.check_images(images, channels=c, what=f"The {self.name} feature extractor")
+        if isinstance(images, jax.core.Tracer):
+            return
+        got = tuple(np.shape(images)[1:3])
+        if h is not None and got != (h, w):
+            raise ValueError(f"The {self.name} feature extractor takes {h}×{w} images, got {got[0]}×{got[1]}.")
+
+    def __call__(self, images) -> jax.Array:
+        """Features [N, dim] (float32); usable inside jit and grad."""
+        self.check(images)
+        return self.apply(self.params, images)
+
+    def logits(self, images) -> jax.Array:
+        if self.logits_apply is None:
+            raise ValueError(f"The {self.name} feature extractor has no classifier logits.")
+        self.check(images)
+        return self.logits_apply(self.params, images)
+
+    @functools.cached_property
+    def _jitted(self):
+        return jax.jit(self.apply), (jax.jit(self.logits_apply) if self.logits_apply else None)
+
+    def _batched(self, fn, images, batch_size, progress, desc) -> np.ndarray:
+        images = np.asarray(images)
+        self.check(images)
+        bs = min(batch_size or self.batch_size, len(images))
+        out = []
+        for start in tqdm(range(0, len(images), bs), desc=desc, disable=not progress, leave=False):
+            batch = images[start:start + bs]
+            n = len(batch)
+            if n < bs:  # pad the last batch: one compiled shape for the whole pass
+                batch = np.concatenate([batch, np.zeros((bs - n,) + batch.shape[1:], batch.dtype)])
+            out.append(np.asarray(fn(self.params, jnp.asarray(batch, jnp.float32)), np.float64)[:n])
+        return np.concatenate(out)
+
+    def features(self, images, *, batch_size: int | None = None, progress: bool = False) -> np.ndarray:
+        """Host-side extraction in fixed-size jitted batches: float64 numpy [N, dim]."""
+        return self._batched(self._jitted[0], images, batch_size, progress, f"{self.name} features")
+
+    def logits_numpy(self, images, *, batch_size: int | None = None, progress: bool = False) -> np.ndarray:
+        if self.logits_apply is None:
+            raise ValueError(f"The {self.name} feature extractor has no classifier logits.")
+        return self._batched(self._jitted[1], images, batch_size, progress, f"{self.name} logits")
+
+
+def inception_extractor(weights: str | None = None, *, output: str = "pool", params=None,
+                        batch_size: int = 50) -> FeatureExtractor:
+    """The FID Inception; `params` overrides the weight file (random-weight tests)."""
+    if output not in inception.OUTPUTS or output.startswith("logits"):
+        raise ValueError(f"Inception feature output {output!r} is not one of pool, pool_64, pool_192, pool_768.")
+    params = inception.load_params(weights or None) if params is None else params
+    apply = lambda p, x: inception.apply(p, x, (output,))[output]
+    logits = lambda p, x: inception.apply(p, x, ("logits_unbiased",))["logits_unbiased"]
+    return FeatureExtractor(f"inception:{output}" if output != "pool" else "inception", inception.DIMS[output],
+                            (None, None, 3), apply, params, logits, batch_size)
+
+
+def digits_extractor(weights: str | None = None, *, batch_size: int = 1000) -> FeatureExtractor:
+    from ddss.models import classifier, digits
+
+    config, params = digits.load_classifier(weights or None)
+    model = classifier.Classifier(config)
+    apply = lambda p, x: model.apply({"params": p}, x, return_features=True)[1]
+    logits = lambda p, x: model.apply({"params": p}, x)
+    return FeatureExtractor("digits", config.feature_dim, (config.image_size, config.image_size, config.channels),
+                            apply, params, logits, batch_size)
+
+
+def get(name: str, weights: str | None = None, **kwargs) -> FeatureExtractor:
+    if name == "inception":
+        return inception_extractor(weights, **kwargs)
+    if name == "digits":
+        return digits_extractor(weights, **kwargs)
+    raise ValueError(f"Unknown feature extractor {name!r}; choose one of {EXTRACTORS}.")
+
+
+def from_config(cfg) -> FeatureExtractor:
+    """`config.features` -> extractor: fields name, weights ("" = default), output (inception), batch_size."""
+    kwargs = {}
+    if cfg.get("batch_size"):
+        kwargs["batch_size"] = int(cfg.batch_size)
+    if cfg.name == "inception" and cfg.get("output"):
+        kwargs["output"] = cfg.output
+    return get(cfg.name, cfg.get("weights") or None, **kwargs)
