@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import require
-from ddss.metrics import features, fid, inception, inception_score, kid, stats
+from conftest import random_inception_params, require
+from ddss.metrics import features, fid, inception_score, kid, stats
 
 sys.path.insert(0, os.path.dirname(__file__))
 from torch_reference import pytorch_fid_score, torch_fidelity_metrics  # noqa: E402
@@ -234,7 +234,7 @@ def test_stats_file_errors(tmp_path):
     (np.full((2, 16, 16, 3), np.nan, np.float32), "NaN"),
 ])
 def test_bad_images_get_one_clear_error(images, message):
-    extractor = features.inception_extractor(params=inception.init_params(jax.random.key(0), 16))
+    extractor = features.inception_extractor(params=random_inception_params(0))
     with pytest.raises(ValueError, match=message):
         extractor.features(images)
 
