@@ -43,6 +43,19 @@ def test_cli_with_override(tmp_path):
     assert [(r["method"], r["K"]) for r in rows] == [("ddim-linear", 4), ("ddpm-20", 20), ("data", 0)]
 
 
+def test_cli_xla_flags_add_cpu_defaults_and_respect_the_users():
+    from ddss.main import xla_flags
+
+    ynn = "--xla_cpu_experimental_ynn_fusion_type=dot"
+    assert xla_flags({}) == ynn
+    assert xla_flags({"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}) == \
+        f"--xla_force_host_platform_device_count=8 {ynn}"
+    assert xla_flags({"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type="}) == \
+        "--xla_cpu_experimental_ynn_fusion_type="  # the user's own setting wins
+    assert xla_flags({"DDSS_XLA_DEFAULTS": "0"}) is None
+    assert xla_flags({"DDSS_XLA_DEFAULTS": "0", "XLA_FLAGS": "--a=1"}) == "--a=1"
+
+
 @pytest.mark.parametrize(
     "field,value,match",
     [("methods", ("ddim-cubic",), "Unknown method"), ("methods", ("ddjm-linear",), "Unknown method"),
