@@ -91,26 +91,31 @@ def test_folder_image_size_center_crops_and_resizes(tmp_path):
     assert result["num_samples"] == 5
 
 
+def _run_killed_at_read(monkeypatch, config, workdir, at_call: int):
+    """Runs `config` with the process 'killed' (KeyboardInterrupt) at the `at_call`-th batch read."""
+    real_read, calls = ref_stats.read_images, []
+
+    def dying_read(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == at_call:
+            raise KeyboardInterrupt("killed")
+        return real_read(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ref_stats, "read_images", dying_read)
+        with pytest.raises(KeyboardInterrupt):
+            experiments.run(config, workdir)
+
+
 def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, monkeypatch):
     _write_digit_pngs(tmp_path / "images", 11, seed=1)
     config = _folder_config(tmp_path / "images", batch_size=2, checkpoint_every=2, save_features=True)
     config.features.batch_size = 2
     experiments.run(config, str(tmp_path / "whole"))
 
-    real_read, calls = ref_stats.read_images, []
-
-    def dying_read(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 5:
-            raise KeyboardInterrupt("killed")
-        return real_read(*args, **kwargs)
-
-    monkeypatch.setattr(ref_stats, "read_images", dying_read)
-    with pytest.raises(KeyboardInterrupt):
-        experiments.run(config, str(tmp_path / "killed"))
+    _run_killed_at_read(monkeypatch, config, str(tmp_path / "killed"), 5)
     with np.load(tmp_path / "killed" / "partial.npz") as f:
         assert int(f["done"]) == 8  # checkpoints after batches 2 and 4; batch 5 was lost
-    monkeypatch.setattr(ref_stats, "read_images", real_read)
     resumed = experiments.run(config, str(tmp_path / "killed"))
     assert resumed["num_samples"] == 11 and not os.path.exists(tmp_path / "killed" / "partial.npz")
     for name in ("mu", "sigma"):
@@ -124,19 +129,7 @@ def test_a_partial_file_of_another_run_is_not_mixed_in(tmp_path, monkeypatch):
     _write_digit_pngs(tmp_path / "images", 6)
     config = _folder_config(tmp_path / "images", batch_size=2, checkpoint_every=1)
     config.features.batch_size = 2
-    calls = []
-    real_read = ref_stats.read_images
-
-    def dying_read(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt("killed")
-        return real_read(*args, **kwargs)
-
-    monkeypatch.setattr(ref_stats, "read_images", dying_read)
-    with pytest.raises(KeyboardInterrupt):
-        experiments.run(config, str(tmp_path / "work"))
-    monkeypatch.setattr(ref_stats, "read_images", real_read)
+    _run_killed_at_read(monkeypatch, config, str(tmp_path / "work"), 2)
     other = _folder_config(tmp_path / "images", batch_size=2, checkpoint_every=1, image_size=8)
     with pytest.raises(ValueError, match="partial.npz belongs to a different run"):
         experiments.run(other, str(tmp_path / "work"))
