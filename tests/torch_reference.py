@@ -4,7 +4,7 @@ pytorch-fid's Inception subclasses torchvision's Inception blocks, and torch-fid
 import touches torchvision too. The torchvision wheel on PyPI is a CUDA build whose package import
 registers CUDA operators and fails against CPU torch; installed into site-packages it also breaks
 diffusers, which imports it whenever it is present. So CI unpacks it outside site-packages
-(`pip install --no-deps --target ~/.cache/ddss/torchvision-src torchvision==0.28.0`, or
+(`pip install --no-deps --upgrade --target ~/.cache/ddss/torchvision-src torchvision==0.28.0`, or
 $DDSS_TORCHVISION_SRC) and we import its plain-Python model code through bare package stubs (no
 `torchvision/__init__.py`). The stubs live in `sys.modules` only while the reference libraries
 import, so nothing imported later (diffusers) sees a half-made torchvision.
@@ -48,7 +48,7 @@ def _torchvision_stubs():
         if os.environ.get("DDSS_REQUIRE_REFERENCES") == "1":
             raise RuntimeError(
                 f"torchvision's model code not found under {TORCHVISION_SRC}: run `python -m pip install "
-                f"--no-deps --target {TORCHVISION_SRC} torchvision==0.28.0` (or set DDSS_TORCHVISION_SRC)"
+                f"--no-deps --upgrade --target {TORCHVISION_SRC} torchvision==0.28.0` (or set DDSS_TORCHVISION_SRC)"
             )
         import pytest
 
