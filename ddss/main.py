@@ -4,7 +4,7 @@ The only module that reads flags; everything else takes a config and a work dire
 
 The command line owns its process, so it also picks XLA's fastest CPU path before JAX starts its
 backend: `--xla_cpu_experimental_ynn_fusion_type=dot` hands dots and convolutions to YNNPACK
-(measured on 2 CPU cores: the FID Inception and the digits UNet run 1.4-2× faster; see
+(measured on 2 CPU cores: the FID Inception 2.7× faster, the digits UNet 1.4-1.8×; see
 benchmarks/inception_throughput.py). GPU and TPU ignore it. Your own XLA_FLAGS that set the option
 win; DDSS_XLA_DEFAULTS=0 leaves XLA_FLAGS untouched. Library code never touches flags.
 """
