@@ -15,6 +15,7 @@ import time
 import jax
 
 from ddss.experiments import train
+from ddss.metrics import features
 from ddss.models import digits
 
 
@@ -30,7 +31,7 @@ def main():
     start = time.perf_counter()
     samples = train.sample_ddpm(model.config, model.params, model.schedule, args.samples, args.batch, args.seed)
     wall = time.perf_counter() - start
-    row, floor = train.score_rows(samples, digits.feature_fn(), "ddpm-1000", 1000)
+    row, floor = train.score_rows(samples, features.get("digits"), "ddpm-1000", 1000)
     print(f"ddpm-1000: FID {row['fid']:.3f}, KID {row['kid']:.4f} ± {row['kid_std']:.4f} "
           f"({args.samples} samples, {wall:.0f} s incl. compilation)")
     print(f"data (test split vs train split): FID {floor['fid']:.3f}, KID {floor['kid']:.4f}")

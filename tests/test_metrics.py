@@ -267,7 +267,7 @@ def test_stats_file_errors(tmp_path):
 
 @pytest.mark.parametrize("images,message", [
     (np.zeros((2, 16, 16, 3), np.uint8), "dtype uint8"),
-    (np.full((2, 16, 16, 3), 200.0, np.float32), "looks like \\[0, 255\\]|look like \\[0, 255\\]"),
+    (np.full((2, 16, 16, 3), 200.0, np.float32), "look like \\[0, 255\\]"),
     (np.full((2, 16, 16, 3), 1.5, np.float32), "in \\[-1, 1\\]"),
     (np.zeros((2, 16, 16, 1), np.float32), "3 channels.*repeat"),
     (np.zeros((2, 3, 16, 16), np.float32), "3 channels"),
@@ -280,7 +280,7 @@ def test_bad_images_get_one_clear_error(images, message):
         extractor.features(images)
 
 
-def test_digits_extractor_shape_check_and_inception_under_jit():
+def test_digits_extractor_shape_check_and_under_jit():
     digits = features.get("digits")
     with pytest.raises(ValueError, match="8×8 images, got 16×16"):
         digits.features(np.zeros((2, 16, 16, 1), np.float32))

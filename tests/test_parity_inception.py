@@ -126,6 +126,13 @@ def test_missing_and_corrupt_weight_files(tmp_path, monkeypatch):
     bad_st.write_bytes(b"\x00" * 20)
     with pytest.raises(WeightFileError, match="corrupt"):
         inception.load_params(str(bad_st))
+    bad_npz = tmp_path / "bad.npz"
+    bad_npz.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(WeightFileError, match="corrupt or not an .npz"):
+        inception.load_params(str(bad_npz))
+    np.savez(tmp_path / "other.npz", w=np.zeros(3))
+    with pytest.raises(WeightFileError, match="unexpected: \\['w'\\]"):
+        inception.load_params(str(tmp_path / "other.npz"))
 
 
 def test_state_dict_with_wrong_shapes_is_rejected(reference):

@@ -192,13 +192,9 @@ def _save_samples(workdir: str, method: str, k: int, samples: np.ndarray) -> Non
 
 
 def format_table(rows) -> str:
-    """A markdown table of the rows (method, K, FID, KID)."""
+    """A markdown table of the rows (method, K, FID, KID, and IS when rows have it)."""
     num = lambda v, f: "n/a" if v is None else format(v, f)
-    if any(r.get("is") is not None for r in rows):
-        lines = ["| method | K | fid | kid | is |", "|---|---|---|---|---|"]
-        lines += [f"| {r['method']} | {r['K']} | {num(r['fid'], '.4g')} | {num(r['kid'], '.3g')} | "
-                  f"{num(r.get('is'), '.3g')} |" for r in rows]
-        return "\n".join(lines)
-    lines = ["| method | K | fid | kid |", "|---|---|---|---|"]
-    lines += [f"| {r['method']} | {r['K']} | {num(r['fid'], '.4g')} | {num(r['kid'], '.3g')} |" for r in rows]
+    columns = [("fid", ".4g"), ("kid", ".3g")] + ([("is", ".3g")] if any(r.get("is") is not None for r in rows) else [])
+    lines = ["| method | K | " + " | ".join(c for c, _ in columns) + " |", "|---|---|" + "---|" * len(columns)]
+    lines += [f"| {r['method']} | {r['K']} | " + " | ".join(num(r.get(c), f) for c, f in columns) + " |" for r in rows]
     return "\n".join(lines)

@@ -11,9 +11,10 @@ Sources (`config.source`):
 Features come from `config.features` (`ddss.metrics.features`). Writes to the work directory:
   stats.npz     mu, sigma (float64; pytorch-fid's format), num_samples, info (JSON)
   info.json     the same description, readable
-  features.npy  all features (float32), only with `config.save_features` (KID needs them)
-and `partial.npz` every `checkpoint_every` batches, so a killed run resumes where it stopped; it is
-removed when the statistics are complete.
+  features.npy  all features (float32), only with `config.save_features` (KID needs them); each
+                batch is written into its rows as it is computed (a memory-mapped file)
+and `partial.npz` (the accumulator: count, mean, scatter) every `checkpoint_every` batches, so a
+killed run resumes where it stopped; it is removed when the statistics are complete.
 """
 from __future__ import annotations
 
@@ -98,11 +99,12 @@ def run(config, workdir: str) -> dict:
     every = int(config.get("checkpoint_every", 20))
     save_features = bool(config.get("save_features", False))
     info = {**info, "features": extractor.name, "feature_dim": extractor.dim,
-            "feature_weights": config.features.get("weights", "") or "default"}
+            "feature_weights": config.features.get("weights", "") or "default", "save_features": save_features}
     os.makedirs(workdir, exist_ok=True)
     partial = os.path.join(workdir, "partial.npz")
+    features_path = os.path.join(workdir, "features.partial.npy")
 
-    acc, done, feats = stats.RunningStats(), 0, []
+    acc, done = stats.RunningStats(), 0
     if os.path.isfile(partial):
         with np.load(partial, allow_pickle=False) as f:
             if json.loads(str(f["info"])) != info:
@@ -111,8 +113,11 @@ def run(config, workdir: str) -> dict:
             done = int(f["done"])
             if done:
                 acc = stats.RunningStats(done, f["mean"], f["scatter"])
-            feats = [f["features"]] if save_features and "features" in f.files else []
         print(f"resuming from image {done} of {total}")
+    feats = None
+    if save_features:  # rows [0, done) hold the features of a resumed run
+        mode = "r+" if done else "w+"
+        feats = np.lib.format.open_memmap(features_path, mode=mode, dtype=np.float32, shape=(total, extractor.dim))
 
     start_time = time.perf_counter()
     starts = range(done, total, batch_size)
@@ -120,18 +125,21 @@ def run(config, workdir: str) -> dict:
         end = min(start + batch_size, total)
         f = extractor.features(read(start, end), batch_size=batch_size)
         acc = acc.update(f)
-        if save_features:
-            feats.append(f.astype(np.float32))
+        if feats is not None:
+            feats[start:end] = f
         if (i + 1) % every == 0 and end < total:
-            extra = {"features": np.concatenate(feats)} if save_features else {}
+            if feats is not None:
+                feats.flush()  # the rows before `done` are on disk before the checkpoint says so
             tmp = partial + ".tmp.npz"
-            np.savez(tmp, done=end, mean=acc.mean, scatter=acc.scatter, info=json.dumps(info), **extra)
+            np.savez(tmp, done=end, mean=acc.mean, scatter=acc.scatter, info=json.dumps(info))
             os.replace(tmp, partial)
 
     info = {**info, "num_samples": acc.count, "wall_time_s": time.perf_counter() - start_time}
     stats.save(os.path.join(workdir, "stats.npz"), acc.mu, acc.sigma, num_samples=acc.count, info=info)
-    if save_features:
-        np.save(os.path.join(workdir, "features.npy"), np.concatenate(feats))
+    if feats is not None:
+        feats.flush()
+        del feats
+        os.replace(features_path, os.path.join(workdir, "features.npy"))
     with open(os.path.join(workdir, "info.json"), "w") as f:
         json.dump(info, f, indent=2)
     if os.path.isfile(partial):

@@ -62,8 +62,8 @@ class Target:
     def score_floor(self) -> dict | None:
         if self.floor is None:
             return None
-        _, feats, stats, ref = self.floor
-        return score_features(feats, stats, ref, self.feature_space)
+        _, feats, ref_stats, ref_feats = self.floor
+        return score_features(feats, ref_stats, ref_feats, self.feature_space)
 
 
 def score_features(feats, ref_stats, ref_feats, space, *, num_subsets: int = 20) -> dict:
@@ -72,12 +72,6 @@ def score_features(feats, ref_stats, ref_feats, space, *, num_subsets: int = 20)
     if ref_feats is not None:
         m, s = kid.kid(feats, ref_feats, num_subsets=num_subsets, subset_size=min(1000, len(feats), len(ref_feats)))
     return {"fid": fid.frechet_distance_of(feats, *ref_stats), "kid": m, "kid_std": s, "feature_space": space}
-
-
-def batched(fn, batch: int = 1000):
-    """A jitted feature function applied 1000 images at a time, returning float64 numpy."""
-    jitted = jax.jit(fn)
-    return lambda x: np.concatenate([np.asarray(jitted(x[i:i + batch]), np.float64) for i in range(0, len(x), batch)])
 
 
 def gmm_target(gmm_cfg, schedule: schedules.Schedule, num_samples: int, key) -> Target:
@@ -92,7 +86,7 @@ def gmm_target(gmm_cfg, schedule: schedules.Schedule, num_samples: int, key) -> 
                   reference, (floor, flat(floor), truth, reference))
 
 
-def _on_images(fn):
+def on_images(fn):
     """`fn` on samples clipped to the data range [-1, 1], as when they are saved as images.
 
     Unclipped samplers overshoot the range slightly; a NaN still reaches the extractor's check.
@@ -108,10 +102,10 @@ def digits_target(checkpoint: str = "") -> Target:
     test_images = digits_data.load("test")[0]
     train = extractor.features(digits_data.load("train")[0])
     return Target("digits", lambda p, x, t: unet.eps_fn(model.config, p)(x, t), model.params, model.schedule,
-                  model.image_shape, "digits_classifier", _on_images(extractor.features),
+                  model.image_shape, "digits_classifier", on_images(extractor.features),
                   digits_model.reference_stats("all"), ref,
                   (test_images, extractor.features(test_images), digits_model.reference_stats("train"), train),
-                  _on_images(extractor.logits_numpy))
+                  on_images(extractor.logits_numpy))
 
 
 def diffusers_target(checkpoint: str, features_cfg=None, reference_stats: str = "") -> Target:
@@ -129,5 +123,5 @@ def diffusers_target(checkpoint: str, features_cfg=None, reference_stats: str = 
     extractor = features_lib.from_config(features_cfg)
     mu, sigma, _ = stats.load(reference_stats, dim=extractor.dim, hint=hint)
     return Target(f"diffusers:{checkpoint}", apply, model.params, model.schedule, model.image_shape,
-                  extractor.name, _on_images(extractor.features), (mu, sigma), None, None,
-                  _on_images(extractor.logits_numpy))
+                  extractor.name, on_images(extractor.features), (mu, sigma), None, None,
+                  on_images(extractor.logits_numpy))

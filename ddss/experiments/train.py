@@ -32,8 +32,7 @@ from tqdm import tqdm
 from ddss import schedules
 from ddss.data import digits
 from ddss.experiments import plots, targets, writers
-from ddss.metrics import fid
-from ddss.models import digits as digits_model
+from ddss.metrics import features, fid
 from ddss.models import pretrained, unet
 from ddss.samplers import ddpm, raise_if_nonfinite
 
@@ -193,9 +192,9 @@ def train(cfg: TrainConfig, workdir: str) -> tuple[TrainState, dict]:
     return state, summary
 
 
-def score_rows(samples: np.ndarray, features_fn, method: str, k: int) -> tuple[dict, dict]:
+def score_rows(samples: np.ndarray, extractor: features.FeatureExtractor, method: str, k: int) -> tuple[dict, dict]:
     """FID/KID of `samples` against all digits, and the data floor (train split vs test split)."""
-    feats = targets.batched(features_fn)
+    feats = targets.on_images(extractor.features)
     f_all, f_train = feats(digits.load("all")[0]), feats(digits.load("train")[0])
     space = "digits_classifier"
     sample_row = {"method": method, "K": k, "nfe": k, "n_samples": len(samples), "heldout": True,
@@ -238,7 +237,7 @@ def run(config, workdir: str) -> dict:
         samples = sample_ddpm(cfg.model, state.ema_params, schedule, cfg.eval_samples, cfg.eval_batch_size, cfg.seed + 1)
         wall = time.time() - started
         method, k = f"ddpm-{schedule.num_timesteps}", schedule.num_timesteps
-        sample_row, data_row = score_rows(samples, digits_model.feature_fn(), method, k)
+        sample_row, data_row = score_rows(samples, features.get("digits"), method, k)
         sample_row.update(wall_time_s=wall, clip_denoised=False)
         results["rows"] = [sample_row, data_row]
         os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)

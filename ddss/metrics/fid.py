@@ -33,12 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import linalg
 
-
-def _check_features(f: np.ndarray) -> None:
-    if f.shape[0] < 2:
-        raise ValueError(f"Need at least 2 samples for a covariance, got {f.shape[0]}.")
-    if not np.all(np.isfinite(f)):
-        raise ValueError("Features contain NaN or inf; the samples that produced them are invalid.")
+from ddss.metrics import stats
 
 
 def warn_if_rank_deficient(num_samples: int, dim: int) -> None:
@@ -51,10 +46,9 @@ def warn_if_rank_deficient(num_samples: int, dim: int) -> None:
 
 def statistics(features) -> tuple[np.ndarray, np.ndarray]:
     """(μ, Σ) of features [N, D] in float64 (Σ unbiased, as numpy.cov and pytorch-fid)."""
-    f = np.asarray(features, np.float64).reshape(len(features), -1)
-    _check_features(f)
-    warn_if_rank_deficient(*f.shape)
-    return f.mean(axis=0), np.cov(f, rowvar=False)
+    acc = stats.RunningStats().update(features)
+    warn_if_rank_deficient(acc.count, acc.mean.shape[0])
+    return acc.mu, acc.sigma
 
 
 def _as_stats(mu1, sigma1, mu2, sigma2):
@@ -75,9 +69,9 @@ def psd_sqrt(sigma) -> np.ndarray:
     return (v * np.sqrt(np.maximum(w, 0.0))) @ v.T
 
 
-def trace_sqrt_product(sigma1, sigma2, *, sqrt_sigma1=None) -> float:
+def trace_sqrt_product(sigma1, sigma2) -> float:
     """tr (Σ₁Σ₂)^{1/2} by symmetric eigendecompositions (float64)."""
-    a = psd_sqrt(sigma1) if sqrt_sigma1 is None else sqrt_sigma1
+    a = psd_sqrt(sigma1)
     m = a @ sigma2 @ a
     return float(np.sqrt(np.maximum(np.linalg.eigvalsh((m + m.T) / 2), 0.0)).sum())
 

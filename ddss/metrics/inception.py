@@ -33,6 +33,7 @@ import functools
 import hashlib
 import os
 import re
+import zipfile
 from typing import Any, Iterable, Sequence
 
 import jax
@@ -52,6 +53,7 @@ ENV_VAR = "DDSS_INCEPTION_WEIGHTS"
 INPUT_SIZE = 299
 BN_EPS = 1e-3
 OUTPUTS = ("pool", "logits", "logits_unbiased", "pool_64", "pool_192", "pool_768")
+_DEPTH = {"pool_64": 0, "pool_192": 1, "pool_768": 2, "pool": 3, "logits": 3, "logits_unbiased": 3}
 DIMS = {"pool": 2048, "logits": 1008, "logits_unbiased": 1008, "pool_64": 64, "pool_192": 192, "pool_768": 768}
 
 WHERE_FROM = (
@@ -214,7 +216,7 @@ class InceptionV3(nn.Module):
         unknown = set(self.outputs) - set(OUTPUTS)
         if unknown:
             raise ValueError(f"Unknown Inception outputs {sorted(unknown)}; choose from {OUTPUTS}.")
-        want = set(self.outputs)
+        depth = max(_DEPTH[name] for name in self.outputs)  # the network stops after the deepest output asked for
         out = {}
         x = resize_bilinear(images.astype(jnp.promote_types(images.dtype, jnp.float32)))
         x = BasicConv2d(32, 3, strides=2, name="Conv2d_1a_3x3")(x)
@@ -222,32 +224,28 @@ class InceptionV3(nn.Module):
         x = BasicConv2d(64, 3, padding=1, name="Conv2d_2b_3x3")(x)
         x = max_pool(x)
         out["pool_64"] = x.mean(axis=(1, 2))
-        if not want - {"pool_64"}:
-            return {k: out[k] for k in self.outputs}
-        x = BasicConv2d(80, 1, name="Conv2d_3b_1x1")(x)
-        x = BasicConv2d(192, 3, name="Conv2d_4a_3x3")(x)
-        x = max_pool(x)
-        out["pool_192"] = x.mean(axis=(1, 2))
-        if not want - {"pool_64", "pool_192"}:
-            return {k: out[k] for k in self.outputs}
-        x = InceptionA(32, name="Mixed_5b")(x)
-        x = InceptionA(64, name="Mixed_5c")(x)
-        x = InceptionA(64, name="Mixed_5d")(x)
-        x = InceptionB(name="Mixed_6a")(x)
-        for name, c7 in (("Mixed_6b", 128), ("Mixed_6c", 160), ("Mixed_6d", 160), ("Mixed_6e", 192)):
-            x = InceptionC(c7, name=name)(x)
-        out["pool_768"] = x.mean(axis=(1, 2))
-        if not want - {"pool_64", "pool_192", "pool_768"}:
-            return {k: out[k] for k in self.outputs}
-        x = InceptionD(name="Mixed_7a")(x)
-        x = InceptionE(name="Mixed_7b")(x)
-        x = InceptionE(max_pool_branch=True, name="Mixed_7c")(x)
-        pool = x.mean(axis=(1, 2))
-        out["pool"] = pool
-        kernel = self.param("fc_kernel", nn.initializers.lecun_normal(), (2048, 1008))
-        bias = self.param("fc_bias", nn.initializers.zeros, (1008,))
-        out["logits_unbiased"] = pool @ kernel
-        out["logits"] = out["logits_unbiased"] + bias
+        if depth > 0:
+            x = BasicConv2d(80, 1, name="Conv2d_3b_1x1")(x)
+            x = BasicConv2d(192, 3, name="Conv2d_4a_3x3")(x)
+            x = max_pool(x)
+            out["pool_192"] = x.mean(axis=(1, 2))
+        if depth > 1:
+            x = InceptionA(32, name="Mixed_5b")(x)
+            x = InceptionA(64, name="Mixed_5c")(x)
+            x = InceptionA(64, name="Mixed_5d")(x)
+            x = InceptionB(name="Mixed_6a")(x)
+            for name, c7 in (("Mixed_6b", 128), ("Mixed_6c", 160), ("Mixed_6d", 160), ("Mixed_6e", 192)):
+                x = InceptionC(c7, name=name)(x)
+            out["pool_768"] = x.mean(axis=(1, 2))
+        if depth > 2:
+            x = InceptionD(name="Mixed_7a")(x)
+            x = InceptionE(name="Mixed_7b")(x)
+            x = InceptionE(max_pool_branch=True, name="Mixed_7c")(x)
+            out["pool"] = x.mean(axis=(1, 2))
+            kernel = self.param("fc_kernel", nn.initializers.lecun_normal(), (2048, 1008))
+            bias = self.param("fc_bias", nn.initializers.zeros, (1008,))
+            out["logits_unbiased"] = out["pool"] @ kernel
+            out["logits"] = out["logits_unbiased"] + bias
         return {k: out[k] for k in self.outputs}
 
 
@@ -366,14 +364,31 @@ def save(path: str, params, *, source_sha256: str = "") -> None:
     params_io.save(path, params, {"format": FORMAT, "source_sha256": source_sha256})
 
 
+def _checked(params, path: str) -> dict:
+    params_io.check_against(params, param_shapes(), source=path)
+    params_io.check_finite(params, source=path)
+    return params
+
+
 def read_converted(path: str) -> dict:
+    """A file written by `save` / `convert` (.safetensors)."""
     params, meta = params_io.load(path, what="Inception weights", hint=WHERE_FROM)
     if meta.get("format") != FORMAT:
         raise params_io.WeightFileError(f"{path} is not a converted Inception file (format {meta.get('format')!r}). "
                                         f"{WHERE_FROM}")
-    params_io.check_against(params, param_shapes(), source=path)
-    params_io.check_finite(params, source=path)
-    return params
+    return _checked(params, path)
+
+
+def read_npz(path: str) -> dict:
+    """A `.npz` written by `convert` (one array per parameter path)."""
+    if not os.path.isfile(path):
+        raise params_io.WeightFileError(f"Inception weights not found: {path}. {WHERE_FROM}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            flat = {k: f[k] for k in f.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise params_io.WeightFileError(f"Inception weights {path} are corrupt or not an .npz ({e}). {WHERE_FROM}") from e
+    return _checked(params_io.unflatten(flat), path)
 
 
 def default_paths() -> list[str]:
@@ -395,13 +410,7 @@ def load_params(path: str | None = None, *, check_hash: bool = True) -> dict:
     if path.endswith(".pth") or path.endswith(".pt"):
         return read_pth(path, check_hash=check_hash)
     if path.endswith(".npz"):
-        if not os.path.isfile(path):
-            raise params_io.WeightFileError(f"Inception weights not found: {path}. {WHERE_FROM}")
-        with np.load(path, allow_pickle=False) as f:
-            params = params_io.unflatten({k: f[k] for k in f.files})
-        params_io.check_against(params, param_shapes(), source=path)
-        params_io.check_finite(params, source=path)
-        return params
+        return read_npz(path)
     return read_converted(path)
 
 

@@ -2,8 +2,7 @@
 
 `kid` reports it as torch-fidelity and the paper do: the mean and standard deviation over random
 subsets (default 100 subsets of 1000), float64 on the host. `mmd2` is the same estimator in JAX for
-one pair of batches: jittable and differentiable, the DDSS training loss. `mmd2_terms` splits off
-the real-real term, which a loss against fixed real features can compute once.
+one pair of batches: jittable and differentiable, the DDSS training loss.
 """
 from __future__ import annotations
 
@@ -20,20 +19,19 @@ def _check(x: np.ndarray, y: np.ndarray) -> None:
         raise ValueError("KID: features contain NaN or inf; the samples that produced them are invalid.")
 
 
+def _mmd2(x, y, xp):
+    """The unbiased estimator with k(a, b) = (aᵀb/d + 1)³, in numpy or jax.numpy (`xp`)."""
+    d = x.shape[-1]
+    kernel = lambda a, b: (a @ b.T / d + 1) ** 3
+    offdiag_mean = lambda k: (k.sum() - xp.trace(k)) / (k.shape[0] * (k.shape[0] - 1))
+    return offdiag_mean(kernel(x, x)) + offdiag_mean(kernel(y, y)) - 2 * kernel(x, y).mean()
+
+
 def unbiased_mmd2(x, y) -> float:
     """Unbiased MMD² between feature sets x [m, d] and y [n, d] (float64, host)."""
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     _check(x, y)
-    d = x.shape[1]
-    kxx = (x @ x.T / d + 1) ** 3
-    kyy = (y @ y.T / d + 1) ** 3
-    kxy = (x @ y.T / d + 1) ** 3
-    m, n = len(x), len(y)
-    return float(
-        (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
-        + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
-        - 2 * kxy.mean()
-    )
+    return float(_mmd2(x, y, np))
 
 
 def kid(x, y, *, num_subsets: int = 100, subset_size: int = 1000, seed: int = 2020) -> tuple[float, float]:
@@ -46,27 +44,12 @@ def kid(x, y, *, num_subsets: int = 100, subset_size: int = 1000, seed: int = 20
     size = min(subset_size, len(x), len(y))
     rng = np.random.RandomState(seed)
     values = [
-        unbiased_mmd2(x[rng.choice(len(x), size, replace=False)], y[rng.choice(len(y), size, replace=False)])
+        float(_mmd2(x[rng.choice(len(x), size, replace=False)], y[rng.choice(len(y), size, replace=False)], np))
         for _ in range(num_subsets)
     ]
     return float(np.mean(values)), float(np.std(values))
 
 
-def _kernel_mean_offdiag(k):
-    m = k.shape[0]
-    return (k.sum() - jnp.trace(k)) / (m * (m - 1))
-
-
-def mmd2_terms(x, y):
-    """(E k(x, x'), E k(x, y), E k(y, y')) of the unbiased estimator, in JAX (x: generated, y: real)."""
-    d = x.shape[-1]
-    kxx = (x @ x.T / d + 1) ** 3
-    kyy = (y @ y.T / d + 1) ** 3
-    kxy = (x @ y.T / d + 1) ** 3
-    return _kernel_mean_offdiag(kxx), kxy.mean(), _kernel_mean_offdiag(kyy)
-
-
 def mmd2(x, y):
     """Unbiased MMD² of two feature batches in JAX: jittable, differentiable in x and y."""
-    xx, xy, yy = mmd2_terms(x, y)
-    return xx - 2 * xy + yy
+    return _mmd2(x, y, jnp)

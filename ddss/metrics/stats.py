@@ -29,7 +29,7 @@ class RunningStats:
     def update(self, features) -> "RunningStats":
         f = np.asarray(features, np.float64).reshape(len(features), -1)
         if not np.all(np.isfinite(f)):
-            raise ValueError("Features contain NaN or inf; the images that produced them are invalid.")
+            raise ValueError("Features contain NaN or inf; the samples that produced them are invalid.")
         if self.mean is not None and f.shape[1] != self.mean.shape[0]:
             raise ValueError(f"Feature dimension changed from {self.mean.shape[0]} to {f.shape[1]}.")
         n_b = len(f)
@@ -88,8 +88,3 @@ def load(path: str, *, dim: int | None = None, hint: str = "") -> tuple[np.ndarr
     if not (np.all(np.isfinite(mu)) and np.all(np.isfinite(sigma))):
         raise StatsFileError(f"{path} contains NaN or inf; recompute it. {hint}".strip())
     return mu, sigma, info
-
-
-def of_features(features) -> RunningStats:
-    return RunningStats().update(features)
-
