@@ -11,4 +11,5 @@ def get_config():
     config.reference_steps = 50
     config.num_samples = 96
     config.batch_size = 64
+    config.ceiling_cache = ""  # tests compute it
     return config

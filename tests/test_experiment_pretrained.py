@@ -33,6 +33,7 @@ def _small(config, **overrides):
     config.reference_steps = 3
     config.num_samples = 6
     config.batch_size = 4
+    config.ceiling_cache = ""
     for k, v in overrides.items():
         config[k] = v
     return config
@@ -105,7 +106,7 @@ def test_cifar10_config_without_checkpoint_says_where_to_get_it(tmp_path):
 
 def test_digits_baselines_scores_in_classifier_space(tmp_path):
     config = _small(digits_baselines.get_config(), num_samples=64, batch_size=64, reference_steps=4,
-                    num_steps=(2, 8))
+                    num_steps=(2, 8), ceiling_cache=str(tmp_path / "cache"))
     rows = experiments.run(config, str(tmp_path))["rows"]
     fid = {(r["method"], r["K"]): r["fid"] for r in rows}
     assert {r["feature_space"] for r in rows} == {"digits_classifier"}

@@ -6,6 +6,9 @@ Writes, under the work directory (DESIGN.md §8):
   grids/<method>_K<K>.png      a sample grid per row
   fid_vs_k.png                 the score of each method against K
 
+The ceiling (the model's own many-step sampler) is computed once per model and noise bank and
+cached (`config.ceiling_cache`; the shipped digits model's ceiling ships with the package).
+
 `config.model` picks the model and its scoring (`ddss.experiments.targets`): for the Gaussian
 mixture the "fid" column is the Fréchet distance between the moments of the samples and the
 mixture's *exact* moments, in data space (feature_space = "data"), and "kid" is KID against exact
@@ -16,6 +19,7 @@ its whole noise bank, measured after a warm-up call so that compilation is not c
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import time
@@ -29,6 +33,8 @@ from tqdm import tqdm
 from ddss import schedules
 from ddss.experiments import plots, targets
 from ddss.samplers import ddim, ddpm, dpm_solver, raise_if_nonfinite
+
+SHIPPED_CEILINGS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "models", "assets", "ceilings")
 
 # Method family names as they appear in results.json, mapped to (sampler module, init kwargs).
 FAMILIES = {
@@ -62,6 +68,7 @@ class BaselinesConfig:
     clip_denoised: bool
     features: dict | None = None  # feature extractor config (ddss.metrics.features.from_config)
     reference_stats: str = ""  # stats.npz of the data in that feature space
+    ceiling_cache: str = "~/.cache/ddss/ceilings"  # "" recomputes the many-step ceiling every run
 
     @classmethod
     def from_config(cls, config) -> "BaselinesConfig":
@@ -135,17 +142,28 @@ def make_target(cfg: BaselinesConfig, key) -> targets.Target:
 
 def run(config, workdir: str) -> dict:
     cfg = BaselinesConfig.from_config(config)
+    target, noise_bank, key_sampler = setup(cfg, workdir)
+    rows = baseline_rows(cfg, target, noise_bank, key_sampler, workdir)
+    return finish(cfg, target, rows, workdir)
+
+
+def setup(cfg: BaselinesConfig, workdir: str):
+    """(target, held-out noise bank, sampler key): what every evaluating experiment scores against."""
     if cfg.model == "gmm":
         make_schedule(cfg.schedule, cfg.num_timesteps)  # a bad schedule name fails before any work
     key = jax.random.key(cfg.seed)
     key_noise, key_sampler, key_data = jax.random.split(key, 3)
     target = make_target(cfg, key_data)
-    schedule = target.schedule
     os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
     os.makedirs(os.path.join(workdir, "grids"), exist_ok=True)
     # Held-out noise: one bank shared by every method (common random numbers), used for nothing else.
     noise_bank = np.asarray(jax.random.normal(key_noise, (cfg.num_samples,) + tuple(target.image_shape)))
+    return target, noise_bank, key_sampler
 
+
+def baseline_rows(cfg: BaselinesConfig, target: targets.Target, noise_bank, key_sampler, workdir: str) -> list[dict]:
+    """Scores every (method, K) and the many-step ceiling on the held-out bank; saves samples and grids."""
+    schedule = target.schedule
     ceiling = f"ddpm-{cfg.reference_steps}"  # the model's own many-step sampler
     jobs = [(m, k) for m in cfg.methods for k in cfg.num_steps] + [(ceiling, cfg.reference_steps)]
     for _, k in jobs:
@@ -161,7 +179,15 @@ def run(config, workdir: str) -> dict:
         for module, _ in FAMILIES.values()
     }
     rows, device = [], jax.devices()[0].device_kind
+    cache = ceiling_cache_path(cfg, target)
     for method, k in tqdm(jobs, desc="sampling", unit="row"):
+        if method == ceiling and cache and os.path.exists(cache):
+            with np.load(cache) as f:
+                samples, wall, device_used = f["images"].astype(np.float32), float(f["wall_time_s"]), str(f["device"])
+            rows.append({**_row(method, k, k, target.score(samples), len(samples), wall, cfg), "device": device_used,
+                         "cached": os.path.abspath(cache)})
+            save_samples(workdir, method, k, samples)
+            continue
         module, kwargs, stride = parse_method("ddpm-linear" if method == ceiling else method)
         params = (module.init(schedule, schedules.timesteps(schedule, stride, k), **kwargs), target.params)
         # Warm-up on the first batch, so wall_time_s is sampling time without compilation.
@@ -169,13 +195,42 @@ def run(config, workdir: str) -> dict:
         start = time.perf_counter()
         samples = sample_in_batches(sample_fns[module], params, noise_bank, key_sampler, cfg.batch_size)
         wall = time.perf_counter() - start
+        if method == ceiling and cache:  # scored as stored, so a cached rerun gives the same row
+            samples = samples.astype(np.float16).astype(np.float32)
         rows.append({**_row(method, k, k, target.score(samples), len(samples), wall, cfg), "device": device})
-        _save_samples(workdir, method, k, samples)
+        save_samples(workdir, method, k, samples)
+        if method == ceiling and cache:
+            os.makedirs(os.path.dirname(cache), exist_ok=True)
+            np.savez_compressed(cache, images=samples.astype(np.float16), wall_time_s=wall, device=device)
+    return rows
 
+
+def ceiling_cache_path(cfg: BaselinesConfig, target: targets.Target) -> str | None:
+    """Where the ceiling's samples are cached: one file per (model, schedule, steps, noise bank, clipping).
+
+    The shipped default model's file lives in the package (`ddss/models/assets/ceilings/`); others
+    go to `cfg.ceiling_cache` ("" turns caching off). Samples are stored as float16 (5e-4 rounding).
+    """
+    if not cfg.ceiling_cache:
+        return None
+    digest = hashlib.sha256()
+    for leaf in jax.tree_util.tree_leaves((target.params, target.schedule)):
+        digest.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
+    digest.update(repr((target.name, cfg.gmm, tuple(target.image_shape))).encode())
+    name = (f"{target.name.split(':')[0]}-{digest.hexdigest()[:16]}-ddpm{cfg.reference_steps}-n{cfg.num_samples}"
+            f"-seed{cfg.seed}-clip{int(cfg.clip_denoised)}.npz")
+    shipped = os.path.join(SHIPPED_CEILINGS, name)
+    return shipped if os.path.exists(shipped) else os.path.join(os.path.expanduser(cfg.ceiling_cache), name)
+
+
+def finish(cfg: BaselinesConfig, target: targets.Target, rows: list[dict], workdir: str, **extra) -> dict:
+    """Adds the data floor, writes results.json and the score-vs-K plot, prints the table."""
+    device = jax.devices()[0].device_kind
     if target.floor is not None:
         rows.append({**_row("data", 0, 0, target.score_floor(), len(target.floor[0]), 0.0, cfg), "device": device})
-        _save_samples(workdir, "data", 0, np.asarray(target.floor[0]))
-    results = {"model": target.name, "schedule": cfg.schedule if cfg.model == "gmm" else "checkpoint", "rows": rows}
+        save_samples(workdir, "data", 0, np.asarray(target.floor[0]))
+    results = {"model": target.name, "schedule": cfg.schedule if cfg.model == "gmm" else "checkpoint", **extra,
+               "rows": rows}
     with open(os.path.join(workdir, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
     if target.features is not None:
@@ -185,7 +240,7 @@ def run(config, workdir: str) -> dict:
     return results
 
 
-def _save_samples(workdir: str, method: str, k: int, samples: np.ndarray) -> None:
+def save_samples(workdir: str, method: str, k: int, samples: np.ndarray) -> None:
     name = f"{method}_K{k}"
     np.savez_compressed(os.path.join(workdir, "samples", f"{name}.npz"), images=samples.astype(np.float32))
     plots.sample_grid(samples[:64], os.path.join(workdir, "grids", f"{name}.png"))

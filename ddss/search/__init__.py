@@ -1,0 +1,4 @@
+"""Learning and searching samplers: DDSS (gradient descent through sample quality)."""
+from ddss.search import ddss
+
+__all__ = ["ddss"]
