@@ -29,4 +29,5 @@ def get_config():
     config.features = ml_collections.ConfigDict({"name": "inception", "weights": "", "output": "pool",
                                                  "batch_size": 50})
     config.reference_stats = ""  # required for scoring: stats.npz from configs/ref_stats_cifar10.py
+    config.ceiling_cache = "~/.cache/ddss/ceilings"  # the many-step ceiling, computed once per model and bank
     return config

@@ -20,4 +20,5 @@ def get_config():
     config.num_samples = 2000
     config.batch_size = 1000
     config.clip_denoised = False
+    config.ceiling_cache = "~/.cache/ddss/ceilings"  # the many-step ceiling, computed once per model and bank
     return config

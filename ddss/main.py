@@ -10,7 +10,7 @@ win; DDSS_XLA_DEFAULTS=0 leaves XLA_FLAGS untouched. Library code never touches 
 """
 import os
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from ddss import experiments
@@ -23,6 +23,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
     experiments.run(_CONFIG.value, _WORKDIR.value)
 
 

@@ -1,8 +1,9 @@
 """Experiments: the loops that jit, checkpoint, log and write results. One `run(config, workdir)` each."""
-from ddss.experiments import baselines, ref_stats, train, train_classifier
+from ddss.experiments import baselines, ddss, ref_stats, train, train_classifier
 
 EXPERIMENTS = {
     "baselines": baselines.run,
+    "ddss": ddss.run,
     "ref_stats": ref_stats.run,
     "train": train.run,
     "train_classifier": train_classifier.run,

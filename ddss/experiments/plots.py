@@ -49,3 +49,35 @@ def score_vs_k(rows, path: str, *, ylabel: str = "FID") -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def timesteps(rows, schedule, methods, path: str) -> None:
+    """The learned times of each row that has them, against the baseline strides, one panel per K."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ddss import schedules as sched_lib
+
+    learned = [r for r in rows if r.get("timesteps")]
+    ks = sorted({r["K"] for r in learned})
+    if not ks:
+        return
+    strides = sorted({m.rpartition("-")[2] for m in methods} & set(sched_lib.STRIDES))
+    fig, axes = plt.subplots(1, len(ks), figsize=(4 * len(ks), 3.5), squeeze=False)
+    for ax, k in zip(axes[0], ks):
+        steps = np.arange(k, 0, -1)
+        for stride in strides:
+            ax.plot(steps, sched_lib.timesteps(schedule, stride, k), linestyle="--", marker=".", label=stride)
+        for r in learned:
+            if r["K"] == k:
+                ax.plot(steps, r["timesteps"], marker="o", label=r["method"])
+        ax.set_title(f"K = {k}")
+        ax.set_xlabel("step k")
+        ax.set_ylabel("model time τ_k")
+        ax.invert_xaxis()
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

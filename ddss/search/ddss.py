@@ -122,7 +122,8 @@ def make_step(loss: Callable, optimizer, noise_shape: tuple[int, ...], num_real:
                                                                         real)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.learned)
         learned = optax.apply_updates(state.learned, updates)
-        finite = jnp.isfinite(value) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+        checked = jax.tree.leaves(grads) + jax.tree.leaves(learned)  # a NaN learning rate shows up only here
+        finite = jnp.isfinite(value) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in checked]))
         keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
         state = DDSSState(step=state.step + 1, learned=keep(learned, state.learned),
                           opt_state=keep(opt_state, state.opt_state), key=state.key)

@@ -1,0 +1,16 @@
+"""Tiny version of gmm_ddss.py for tests (seconds on a CPU)."""
+from configs import gmm_ddss
+
+
+def get_config():
+    config = gmm_ddss.get_config()
+    config.gmm.event_shape = (4, 4, 1)
+    config.gmm.num_components = 3
+    config.num_steps = (3,)
+    config.methods = ("ddim-quadratic",)
+    config.reference_steps = 20
+    config.num_samples = 96
+    config.batch_size = 96
+    config.ceiling_cache = ""
+    config.train.update(steps=12, batch_size=32, log_every=2, eval_every=6, val_samples=64, checkpoint_every=3)
+    return config

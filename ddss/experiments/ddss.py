@@ -1,0 +1,302 @@
+"""DDSS: learn GGDM-family samplers by gradient descent on sample quality, then score them against
+every training-free baseline on held-out noise.
+
+  python -m ddss.main --config=configs/digits_ddss.py --workdir=DIR
+
+For each K in `config.num_steps` and each (family, loss) in `config.learn`, trains a sampler under
+DIR/runs/<method>_K<K>/:
+  checkpoints/               orbax: learned arrays, Adam state, step, key, best-so-far (exact resume)
+  metrics.jsonl, tensorboard/  loss terms, gradient norm, validation FID
+  sampler.safetensors        the export (`ddss.load_sampler`), the best validation FID's parameters
+  training.json              wall time, network evaluations, device, steps, best validation FID
+then scores the learned samplers and the baselines (`config.methods`, the cached many-step ceiling,
+the data floor) on one held-out noise bank, and writes results.json (rows as DESIGN.md §8, learned
+rows with their training cost), samples/, grids/, fid_vs_k.png and timesteps.png.
+
+Noise: training draws fresh x_K every step (a function of the run's key and step); validation
+uses a fixed bank of its own; the final scores use the held-out bank of the baselines, which
+training never sees. Kill it at any time: rerunning the same command resumes each run from its
+last checkpoint, and finished runs are not retrained.
+
+NaN guard: a step whose loss or gradient is not finite leaves the parameters unchanged; at the next
+log point the run stops with an error naming the last good checkpoint (parameters there are finite).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+import zlib
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from tqdm import tqdm
+
+from ddss import export, schedules
+from ddss.experiments import baselines, plots, targets, writers
+from ddss.metrics import features as features_lib
+from ddss.metrics import fid
+from ddss.samplers import ggdm
+from ddss.search import ddss as ddss_lib
+
+_DDSS_KEYS = ("learn", "init", "train", "loss", "reference_features")
+
+
+@dataclasses.dataclass(frozen=True)
+class InitConfig:
+    base: str = "dpm_solver++"  # ddim | dpm_solver++
+    stride: str = "logsnr"
+    eta: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 200
+    batch_size: int = 128
+    learning_rate: float = 1e-2
+    warmup_steps: int = 0
+    grad_clip: float = 1.0
+    log_every: int = 10
+    eval_every: int = 50
+    val_samples: int = 500
+    checkpoint_every: int = 25
+    remat: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class DDSSConfig:
+    base: baselines.BaselinesConfig
+    learn: tuple[tuple[str, str], ...]  # (family, loss kind)
+    init: InitConfig
+    train: TrainConfig
+    loss: ddss_lib.LossConfig
+    reference_features: str = ""
+
+    @classmethod
+    def from_config(cls, config) -> "DDSSConfig":
+        c = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+        base = baselines.BaselinesConfig.from_config(ml_collections.ConfigDict(
+            {k: v for k, v in c.items() if k not in _DDSS_KEYS}))
+        learn = tuple(tuple(x) for x in c["learn"])
+        for entry in learn:
+            if len(entry) != 2:
+                raise ValueError(f"config.learn entries are (family, loss) pairs, got {entry!r}.")
+            ggdm.check_family(entry[0])
+        init = InitConfig(**c.get("init", {}))
+        loss = ddss_lib.LossConfig(**c.get("loss", {}))
+        for _, kind in learn:
+            dataclasses.replace(loss, kind=kind)  # an unknown loss fails here
+        if init.base not in ggdm.BASES:
+            raise ValueError(f"Unknown init.base {init.base!r}; choose one of {ggdm.BASES}.")
+        if init.stride not in schedules.STRIDES:
+            raise ValueError(f"Unknown init.stride {init.stride!r}; choose one of {schedules.STRIDES}.")
+        return cls(base=base, learn=learn, init=init, train=TrainConfig(**c.get("train", {})), loss=loss,
+                   reference_features=c.get("reference_features", ""))
+
+
+def method_name(family: str, loss: str) -> str:
+    """results.json name: the family, with the loss when it is not the paper's KID."""
+    return family if loss == "kid" else f"{family}-{loss}"
+
+
+def real_features(cfg: DDSSConfig, target: targets.Target) -> np.ndarray | None:
+    """The real-data features the KID loss compares against (float32)."""
+    if cfg.reference_features:
+        path = os.path.expanduser(cfg.reference_features)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"config.reference_features = {path} does not exist. Write it with the ref_stats experiment and "
+                "--config.save_features=True (it is DIR/features.npy).")
+        feats = np.load(path, mmap_mode="r")
+        return np.asarray(feats, np.float32)
+    if target.reference_features is not None:
+        return np.asarray(target.reference_features, np.float32)
+    return None
+
+
+class Trainer:
+    """Everything one learned sampler needs: its initial params, jitted step and validation sampler."""
+
+    def __init__(self, cfg: DDSSConfig, target: targets.Target, extractor, reals, family: str, loss_kind: str,
+                 k: int, key):
+        self.cfg, self.target, self.family, self.k = cfg, target, family, k
+        self.loss_cfg = dataclasses.replace(cfg.loss, kind=loss_kind)
+        if self.loss_cfg.uses_kid and reals is None:
+            raise ValueError("The KID loss needs real-data features: set config.reference_features to a features.npy "
+                             "written by the ref_stats experiment with --config.save_features=True.")
+        init_t = schedules.timesteps(target.schedule, cfg.init.stride, k)
+        self.init_params = ggdm.init(target.schedule, init_t, family=family, eta=cfg.init.eta,
+                                     base=cfg.init.base if family != "vars" else "ddim")
+        clip = cfg.base.clip_denoised
+        template = self.init_params
+
+        def sample(learned, model_params, x, key_, remat=cfg.train.remat):
+            return ggdm.sample(template.replace(learned=learned), lambda x_, t_: target.apply(model_params, x_, t_),
+                               x, key_, clip_denoised=clip, remat=remat)
+
+        teacher = None
+        if self.loss_cfg.uses_teacher:
+            teacher = ddss_lib.teacher_fn(target.schedule, target.apply, self.loss_cfg.teacher_steps,
+                                          clip_denoised=clip)
+        loss = ddss_lib.make_loss(sample, extractor, self.loss_cfg, teacher)
+        t = cfg.train
+        self.optimizer = ddss_lib.make_optimizer(t.learning_rate, t.grad_clip, t.steps, t.warmup_steps)
+        self.reals = jnp.asarray(reals if reals is not None else np.zeros((2, 1), np.float32))
+        self.step = jax.jit(ddss_lib.make_step(loss, self.optimizer, (t.batch_size,) + tuple(target.image_shape),
+                                               len(self.reals), t.batch_size), donate_argnums=0)
+        self.sample = jax.jit(lambda learned, mp, x, key_: ggdm.sample(
+            template.replace(learned=learned), lambda x_, t_: target.apply(mp, x_, t_), x, key_,
+            clip_denoised=clip, return_info=True))
+        k_run, k_val, self.k_val_sampler = jax.random.split(key, 3)
+        self.run_key = k_run
+        self.val_bank = np.asarray(jax.random.normal(k_val, (t.val_samples,) + tuple(target.image_shape)))
+
+    def initial_state(self):
+        state = ddss_lib.init_state(self.init_params.learned, self.optimizer, self.run_key)
+        # best_learned is a host copy: the state's own arrays are donated to each step.
+        return {"state": state, "best_learned": jax.device_get(state.learned),
+                "best_fid": jnp.asarray(np.inf, jnp.float32)}
+
+    def generate(self, learned, noise, key, batch_size) -> np.ndarray:
+        return baselines.sample_in_batches(lambda p, x, k_: self.sample(p, self.target.params, x, k_), learned,
+                                           noise, key, batch_size)
+
+    def validate(self, learned) -> float:
+        samples = self.generate(learned, self.val_bank, self.k_val_sampler, self.cfg.base.batch_size)
+        return fid.frechet_distance_of(self.target.features(samples), *self.target.reference_stats)
+
+
+def train_one(trainer: Trainer, rundir: str) -> dict:
+    """Trains (or resumes) one sampler; exports the best validation parameters; returns its training record."""
+    record_path = os.path.join(rundir, "training.json")
+    export_path = os.path.join(rundir, "sampler.safetensors")
+    if os.path.exists(record_path) and os.path.exists(export_path):
+        with open(record_path) as f:
+            return json.load(f)
+    t = trainer.cfg.train
+    options = ocp.CheckpointManagerOptions(max_to_keep=2)
+    mngr = ocp.CheckpointManager(os.path.abspath(os.path.join(rundir, "checkpoints")), options=options)
+    ckpt = trainer.initial_state()
+    previous = {"wall_time_s": 0.0}
+    if mngr.latest_step() is not None:
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, ckpt)
+        ckpt = mngr.restore(mngr.latest_step(), args=ocp.args.StandardRestore(abstract))
+        progress = os.path.join(rundir, "progress.json")
+        if os.path.exists(progress):
+            with open(progress) as f:
+                previous = json.load(f)
+    state, best_learned, best_fid = ckpt["state"], jax.device_get(ckpt["best_learned"]), float(ckpt["best_fid"])
+    start = int(state.step)
+    writer = writers.MetricWriter(rundir)
+    started = time.time()
+    running, last_log = None, start
+    desc = f"{method_name(trainer.family, trainer.loss_cfg.kind)} K={trainer.k}"
+    try:
+        with tqdm(total=t.steps, initial=start, desc=desc, unit="step") as bar:
+            for step in range(start, t.steps):
+                state, metrics = trainer.step(state, trainer.target.params, trainer.reals)
+                running = metrics if running is None else jax.tree.map(jnp.add, running, metrics)
+                done = step + 1
+                evaluating = done % t.eval_every == 0 or done == t.steps
+                saving = done % t.checkpoint_every == 0 or evaluating
+                if done % t.log_every == 0 or saving:  # host reads only here
+                    sums = {k: float(v) for k, v in running.items()}
+                    if sums["nonfinite"] > 0:
+                        mngr.wait_until_finished()
+                        last = mngr.latest_step()
+                        where = (f"The last good checkpoint is step {last} in {rundir}/checkpoints" if last is not None
+                                 else "No checkpoint was written yet, so a rerun starts from the initial sampler")
+                        raise FloatingPointError(
+                            f"A DDSS step between {last_log} and {done} produced a NaN/inf loss, gradient or update "
+                            f"(it was refused). {where}; lower config.train.learning_rate or config.train.grad_clip "
+                            "and rerun the same command to resume.")
+                    n = done - last_log
+                    means = {k: v / n for k, v in sums.items() if k != "nonfinite"}
+                    if evaluating:
+                        learned = jax.device_get(state.learned)
+                        means["val_fid"] = trainer.validate(learned)
+                        if means["val_fid"] < best_fid:
+                            best_fid, best_learned = means["val_fid"], learned
+                    writer.write_scalars(done, means)
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in means.items() if k in ("loss", "val_fid")})
+                    running, last_log = None, done
+                if saving:
+                    mngr.save(done, args=ocp.args.StandardSave(
+                        {"state": state, "best_learned": best_learned, "best_fid": jnp.asarray(best_fid, jnp.float32)}),
+                        force=True)
+                    mngr.wait_until_finished()
+                    with open(os.path.join(rundir, "progress.json"), "w") as f:
+                        json.dump({"wall_time_s": previous["wall_time_s"] + time.time() - started}, f)
+                bar.update(1)
+    finally:
+        mngr.wait_until_finished()
+        mngr.close()
+        writer.close()
+    k, b = trainer.k, t.batch_size
+    val_evals = (t.steps // t.eval_every + (t.steps % t.eval_every != 0)) * t.val_samples * k
+    record = {
+        "family": trainer.family, "loss": trainer.loss_cfg.kind, "K": k, "steps": t.steps, "batch_size": b,
+        "wall_time_s": previous["wall_time_s"] + time.time() - started,
+        # Each step runs the chain forward, recomputes every network call in the backward pass and
+        # back-propagates through it; the teacher adds its own forward passes.
+        "network_evaluations": {"forward": 2 * k * b * t.steps + val_evals, "backward": k * b * t.steps,
+                                "teacher_forward": (trainer.loss_cfg.teacher_steps * b * t.steps
+                                                    if trainer.loss_cfg.uses_teacher else 0)},
+        "device": jax.devices()[0].device_kind,
+        "best_val_fid": best_fid, "val_samples": t.val_samples,
+    }
+    final = trainer.init_params.replace(learned=jax.tree.map(np.asarray, best_learned))
+    export.save_sampler(export_path, final, clip_denoised=trainer.cfg.base.clip_denoised, info=record)
+    with open(record_path, "w") as f:
+        json.dump(record, f, indent=2)
+    return record
+
+
+def run(config, workdir: str) -> dict:
+    cfg = DDSSConfig.from_config(config)
+    target, noise_bank, key_sampler = baselines.setup(cfg.base, workdir)
+    for k in cfg.base.num_steps:
+        schedules.timesteps(target.schedule, "linear", k)  # K out of range fails before any training
+    if target.features is None:
+        raise ValueError("DDSS scores samples while it learns: set config.features (the feature network) and "
+                         "config.reference_stats.")
+    extractor = _extractor(cfg, target)
+    reals = real_features(cfg, target)
+    key = jax.random.fold_in(jax.random.key(cfg.base.seed), 7)  # distinct from the held-out bank's keys
+    learned_rows = []
+    for k in cfg.base.num_steps:
+        for family, loss_kind in cfg.learn:
+            method = method_name(family, loss_kind)
+            trainer = Trainer(cfg, target, extractor, reals, family, loss_kind, k,
+                              jax.random.fold_in(key, zlib.crc32(f"{method}_K{k}".encode())))
+            rundir = os.path.join(workdir, "runs", f"{method}_K{k}")
+            os.makedirs(rundir, exist_ok=True)
+            record = train_one(trainer, rundir)
+            sampler = export.load_sampler(os.path.join(rundir, "sampler.safetensors"), family=family, num_steps=k)
+            start = time.perf_counter()
+            samples = trainer.generate(sampler.params.learned, noise_bank, key_sampler, cfg.base.batch_size)
+            wall = time.perf_counter() - start
+            row = {**baselines._row(method, k, k, target.score(samples), len(samples), wall, cfg.base),
+                   "device": jax.devices()[0].device_kind, "loss": loss_kind, "init": dataclasses.asdict(cfg.init),
+                   "timesteps": np.asarray(sampler.params.timesteps).tolist(),
+                   "training": {k_: record[k_] for k_ in ("wall_time_s", "network_evaluations", "device", "steps",
+                                                          "batch_size", "best_val_fid")},
+                   "export": os.path.relpath(os.path.join(rundir, "sampler.safetensors"), workdir)}
+            baselines.save_samples(workdir, method, k, samples)
+            learned_rows.append(row)
+    rows = learned_rows + baselines.baseline_rows(cfg.base, target, noise_bank, key_sampler, workdir)
+    results = baselines.finish(cfg.base, target, rows, workdir)
+    plots.timesteps(rows, target.schedule, cfg.base.methods, os.path.join(workdir, "timesteps.png"))
+    return results
+
+
+def _extractor(cfg: DDSSConfig, target: targets.Target):
+    if cfg.base.model == "digits":
+        return features_lib.get("digits")
+    if cfg.base.model == "gmm":
+        return lambda x: x.reshape(x.shape[0], -1)
+    return features_lib.from_config(cfg.base.features)

@@ -1,0 +1,180 @@
+"""The DDSS experiment on the tiny Gaussian-mixture config: results contract, learning, exact resume
+after a kill, the NaN guard, exports, and one clear error per bad input."""
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import gmm_ddss_test
+from ddss import experiments, load_sampler, save_sampler, schedules
+from ddss.experiments import ddss as ddss_exp
+from ddss.models import params_io
+from ddss.samplers import ggdm
+
+
+def _config(**train):
+    config = gmm_ddss_test.get_config()
+    config.train.update(**train)
+    return config
+
+
+@pytest.fixture(scope="module")
+def whole_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("whole")
+    return workdir, experiments.run(_config(), str(workdir))
+
+
+def test_results_contract_and_training_record(whole_run):
+    workdir, results = whole_run
+    rows = {(r["method"], r["K"]): r for r in json.loads((workdir / "results.json").read_text())["rows"]}
+    assert set(rows) == {("ggdm+pred+time", 3), ("ddim-quadratic", 3), ("ddpm-20", 20), ("data", 0)}
+    learned = rows[("ggdm+pred+time", 3)]
+    assert learned["heldout"] is True and learned["n_samples"] == 96 and learned["nfe"] == 3
+    training = learned["training"]
+    assert training["steps"] == 12 and training["wall_time_s"] > 0 and training["device"]
+    assert training["network_evaluations"] == {"forward": 2 * 3 * 32 * 12 + 2 * 64 * 3, "backward": 3 * 32 * 12,
+                                               "teacher_forward": 0}
+    assert np.all(np.diff(learned["timesteps"]) < 0) and len(learned["timesteps"]) == 3
+    images = np.load(workdir / "samples" / "ggdm+pred+time_K3.npz")["images"]
+    assert images.shape == (96, 4, 4, 1) and images.dtype == np.float32
+    for name in ("fid_vs_k.png", "timesteps.png", "grids/ggdm+pred+time_K3.png"):
+        assert (workdir / name).exists()
+    metrics = [json.loads(line) for line in (workdir / "runs" / "ggdm+pred+time_K3" / "metrics.jsonl").open()]
+    assert [m["step"] for m in metrics if "val_fid" in m] == [6, 12]
+
+
+def test_learning_moves_the_sampler_and_the_export_reproduces_the_scored_samples(whole_run):
+    workdir, _ = whole_run
+    sampler = load_sampler(str(workdir / "runs" / "ggdm+pred+time_K3" / "sampler.safetensors"),
+                           family="ggdm+pred+time", num_steps=3)
+    init = ggdm.init(sampler.params.schedule, schedules.timesteps(sampler.params.schedule, "logsnr", 3),
+                     family="ggdm+pred+time", base="dpm_solver++")
+    assert any(not np.allclose(sampler.params.learned[k], init.learned[k]) for k in init.learned)
+    record = json.loads((workdir / "runs" / "ggdm+pred+time_K3" / "training.json").read_text())
+    assert sampler.metadata["info"]["best_val_fid"] == record["best_val_fid"]
+
+
+def test_resume_after_a_kill_equals_an_uninterrupted_run(whole_run, tmp_path, monkeypatch):
+    workdir, results = whole_run
+    killed = tmp_path / "killed"
+    original_init = ddss_exp.Trainer.__init__
+
+    def dying_init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        step, calls = self.step, []
+
+        def dying_step(*a):
+            calls.append(1)
+            if len(calls) == 8:  # checkpoints after steps 3 and 6; steps 7 is lost
+                raise KeyboardInterrupt
+            return step(*a)
+
+        self.step = dying_step
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ddss_exp.Trainer, "__init__", dying_init)
+        with pytest.raises(KeyboardInterrupt):
+            experiments.run(_config(), str(killed))
+    assert not (killed / "runs" / "ggdm+pred+time_K3" / "sampler.safetensors").exists()
+    resumed = experiments.run(_config(), str(killed))
+    a = load_sampler(str(workdir / "runs" / "ggdm+pred+time_K3" / "sampler.safetensors"))
+    b = load_sampler(str(killed / "runs" / "ggdm+pred+time_K3" / "sampler.safetensors"))
+    for name in a.params.learned:
+        np.testing.assert_array_equal(a.params.learned[name], b.params.learned[name])
+    assert resumed["rows"][0]["fid"] == results["rows"][0]["fid"]
+    # A finished run is not retrained.
+    again = experiments.run(_config(), str(killed))
+    assert again["rows"][0]["training"] == resumed["rows"][0]["training"]
+
+
+def test_a_non_finite_step_is_refused(tmp_path):
+    import optax
+    from ddss.search import ddss as ddss_lib
+
+    learned = {"w": np.ones(3, np.float32)}
+    loss = lambda l, mp, x, key, real: (jnp.sum(l["w"] * x.mean()), {"kid": jnp.sum(l["w"])})
+    for lr, finite in ((0.1, True), (float("nan"), False)):
+        optimizer = optax.adam(lr)
+        state = ddss_lib.init_state(learned, optimizer, jax.random.key(0))
+        new, metrics = jax.jit(ddss_lib.make_step(loss, optimizer, (4, 2), 5, 3))(state, {}, jnp.zeros((5, 2)))
+        assert int(new.step) == 1 and float(metrics["nonfinite"]) == (0.0 if finite else 1.0)
+        assert np.array_equal(np.asarray(new.learned["w"]), learned["w"]) != finite
+
+
+def test_nan_guard_stops_and_names_the_last_good_checkpoint(tmp_path, monkeypatch):
+    original_init = ddss_exp.Trainer.__init__
+
+    def init_with_a_bad_step(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        step, calls = self.step, []
+
+        def bad_fifth_step(*a):
+            calls.append(1)
+            state, metrics = step(*a)
+            return state, {**metrics, "nonfinite": metrics["nonfinite"] + (len(calls) == 5)}
+
+        self.step = bad_fifth_step
+
+    monkeypatch.setattr(ddss_exp.Trainer, "__init__", init_with_a_bad_step)
+    with pytest.raises(FloatingPointError, match="between 4 and 6 .*last good checkpoint is step 3 in .*checkpoints"):
+        experiments.run(_config(log_every=2, checkpoint_every=3, eval_every=12), str(tmp_path))
+
+
+def test_teacher_loss_runs_and_is_reported(tmp_path):
+    config = _config(steps=2, eval_every=2, checkpoint_every=2)
+    config.learn = (("ggdm", "kid+teacher"),)
+    config.loss.teacher_steps = 8
+    row = experiments.run(config, str(tmp_path))["rows"][0]
+    assert row["method"] == "ggdm-kid+teacher" and row["loss"] == "kid+teacher"
+    assert row["training"]["network_evaluations"]["teacher_forward"] == 8 * 32 * 2
+    metrics = json.loads((tmp_path / "runs" / "ggdm-kid+teacher_K3" / "metrics.jsonl").read_text().splitlines()[0])
+    assert metrics["loss"] == pytest.approx(metrics["kid"] + metrics["teacher"], rel=1e-5)
+
+
+@pytest.mark.parametrize("field,value,error,match", [
+    ("num_steps", (2000,), ValueError, "K = 2000 is larger than the model's T = 1000"),
+    ("learn", (("ggdm+fast", "kid"),), ValueError, "Unknown sampler family 'ggdm\\+fast'"),
+    ("learn", (("ggdm", "lpips"),), ValueError, "Unknown DDSS loss 'lpips'"),
+    ("reference_features", "/nonexistent/features.npy", FileNotFoundError, "save_features=True"),
+])
+def test_bad_config_gives_one_clear_error(tmp_path, field, value, error, match):
+    config = _config()
+    config[field] = value
+    with pytest.raises(error, match=match):
+        experiments.run(config, str(tmp_path))
+
+
+def test_export_round_trip_is_bitwise_and_mismatches_are_refused(tmp_path):
+    schedule = schedules.linear_beta()
+    params = ggdm.init(schedule, schedules.timesteps(schedule, "quadratic", 4), family="ggdm+pred+time", eta=0.3)
+    rng = np.random.default_rng(0)
+    params = params.replace(learned={k: v + 0.01 * rng.standard_normal(v.shape).astype(np.float32)
+                                     for k, v in params.learned.items()})
+    path = str(tmp_path / "s.safetensors")
+    save_sampler(path, params, clip_denoised=True, info={"note": "test"})
+    loaded = load_sampler(path, family="ggdm+pred+time", num_steps=4)
+    eps = lambda x, t: 0.1 * x + 1e-4 * t[:, None]
+    x, key = jax.random.normal(jax.random.key(0), (8, 5)), jax.random.key(1)
+    want = jax.jit(lambda x_, k_: ggdm.sample(params, eps, x_, k_, clip_denoised=True))(x, key)
+    got = jax.jit(lambda x_, k_: loaded.sample(eps, x_, k_))(x, key)
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    assert loaded.metadata["info"] == {"note": "test"} and loaded.clip_denoised is True
+
+    with pytest.raises(ValueError, match="K = 4 sampler, not K = 5"):
+        load_sampler(path, num_steps=5)
+    with pytest.raises(ValueError, match="ggdm\\+pred\\+time sampler, not vars"):
+        load_sampler(path, family="vars")
+    bad = params.replace(learned={**params.learned, "mu": params.learned["mu"] * np.nan})
+    tensors = {"learned": {k: np.asarray(v) for k, v in bad.learned.items()}, "base_times": bad.base_times,
+               "schedule": {"log_alpha_bar_table": np.asarray(schedule.log_alpha_bar_table)}}
+    _, meta = params_io.load(path)
+    params_io.save(str(tmp_path / "nan.safetensors"), tensors, meta)
+    with pytest.raises(FloatingPointError, match="nan.safetensors.*NaN or inf"):
+        load_sampler(str(tmp_path / "nan.safetensors"))
+    (tmp_path / "corrupt.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(params_io.WeightFileError, match="corrupt"):
+        load_sampler(str(tmp_path / "corrupt.safetensors"))
+    with pytest.raises(params_io.WeightFileError, match="not found"):
+        load_sampler(str(tmp_path / "missing.safetensors"))
