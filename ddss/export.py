@@ -12,8 +12,6 @@ of the compiled program; changing their values then never recompiles.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
-
 import numpy as np
 
 from ddss import schedules
@@ -83,7 +81,3 @@ def load_sampler(path: str, *, family: str | None = None, num_steps: int | None 
         raise params_io.WeightFileError(f"{path} does not hold a valid {meta['family']} sampler: {e}") from None
     return LoadedSampler(params=params, clip_denoised=bool(meta["clip_denoised"]), metadata=meta)
 
-
-def describe(sampler: LoadedSampler) -> dict[str, Any]:
-    return {"family": sampler.family, "K": sampler.num_steps, "base": sampler.params.base,
-            "timesteps": np.asarray(sampler.params.timesteps).tolist()}

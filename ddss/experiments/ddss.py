@@ -56,6 +56,7 @@ class InitConfig:
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     steps: int = 200
+    steps_by_k: tuple = ()  # ((K, steps), ...): overrides `steps` for those K
     batch_size: int = 128
     learning_rate: float = 1e-2
     warmup_steps: int = 0
@@ -94,7 +95,9 @@ class DDSSConfig:
             raise ValueError(f"Unknown init.base {init.base!r}; choose one of {ggdm.BASES}.")
         if init.stride not in schedules.STRIDES:
             raise ValueError(f"Unknown init.stride {init.stride!r}; choose one of {schedules.STRIDES}.")
-        return cls(base=base, learn=learn, init=init, train=TrainConfig(**c.get("train", {})), loss=loss,
+        train = dict(c.get("train", {}))
+        train["steps_by_k"] = tuple((int(k), int(n)) for k, n in train.get("steps_by_k", ()))
+        return cls(base=base, learn=learn, init=init, train=TrainConfig(**train), loss=loss,
                    reference_features=c.get("reference_features", ""))
 
 
@@ -124,6 +127,7 @@ class Trainer:
     def __init__(self, cfg: DDSSConfig, target: targets.Target, extractor, reals, family: str, loss_kind: str,
                  k: int, key):
         self.cfg, self.target, self.family, self.k = cfg, target, family, k
+        self.steps = dict(cfg.train.steps_by_k).get(k, cfg.train.steps)
         self.loss_cfg = dataclasses.replace(cfg.loss, kind=loss_kind)
         if self.loss_cfg.uses_kid and reals is None:
             raise ValueError("The KID loss needs real-data features: set config.reference_features to a features.npy "
@@ -144,12 +148,13 @@ class Trainer:
                                           clip_denoised=clip)
         loss = ddss_lib.make_loss(sample, extractor, self.loss_cfg, teacher)
         t = cfg.train
-        self.optimizer = ddss_lib.make_optimizer(t.learning_rate, t.grad_clip, t.steps, t.warmup_steps)
+        self.optimizer = ddss_lib.make_optimizer(t.learning_rate, t.grad_clip, self.steps, t.warmup_steps)
         self.reals = jnp.asarray(reals if reals is not None else np.zeros((2, 1), np.float32))
         self.step = jax.jit(ddss_lib.make_step(loss, self.optimizer, (t.batch_size,) + tuple(target.image_shape),
                                                len(self.reals), t.batch_size), donate_argnums=0)
-        self.sample = jax.jit(lambda learned, mp, x, key_: ggdm.sample(
-            template.replace(learned=learned), lambda x_, t_: target.apply(mp, x_, t_), x, key_,
+        # (learned, model params), x_K, key -> (x_0, info): the baselines' sampling signature.
+        self.sample = jax.jit(lambda p, x, key_: ggdm.sample(
+            template.replace(learned=p[0]), lambda x_, t_: target.apply(p[1], x_, t_), x, key_,
             clip_denoised=clip, return_info=True))
         k_run, k_val, self.k_val_sampler = jax.random.split(key, 3)
         self.run_key = k_run
@@ -162,8 +167,7 @@ class Trainer:
                 "best_fid": jnp.asarray(np.inf, jnp.float32)}
 
     def generate(self, learned, noise, key, batch_size) -> np.ndarray:
-        return baselines.sample_in_batches(lambda p, x, k_: self.sample(p, self.target.params, x, k_), learned,
-                                           noise, key, batch_size)
+        return baselines.sample_in_batches(self.sample, (learned, self.target.params), noise, key, batch_size)
 
     def validate(self, learned) -> float:
         samples = self.generate(learned, self.val_bank, self.k_val_sampler, self.cfg.base.batch_size)
@@ -177,7 +181,7 @@ def train_one(trainer: Trainer, rundir: str) -> dict:
     if os.path.exists(record_path) and os.path.exists(export_path):
         with open(record_path) as f:
             return json.load(f)
-    t = trainer.cfg.train
+    t, steps = trainer.cfg.train, trainer.steps
     options = ocp.CheckpointManagerOptions(max_to_keep=2)
     mngr = ocp.CheckpointManager(os.path.abspath(os.path.join(rundir, "checkpoints")), options=options)
     ckpt = trainer.initial_state()
@@ -196,12 +200,15 @@ def train_one(trainer: Trainer, rundir: str) -> dict:
     running, last_log = None, start
     desc = f"{method_name(trainer.family, trainer.loss_cfg.kind)} K={trainer.k}"
     try:
-        with tqdm(total=t.steps, initial=start, desc=desc, unit="step") as bar:
-            for step in range(start, t.steps):
+        if start == 0:  # the initial sampler competes for "best" too: training must beat it on validation
+            best_fid = trainer.validate(best_learned)
+            writer.write_scalars(0, {"val_fid": best_fid})
+        with tqdm(total=steps, initial=start, desc=desc, unit="step") as bar:
+            for step in range(start, steps):
                 state, metrics = trainer.step(state, trainer.target.params, trainer.reals)
                 running = metrics if running is None else jax.tree.map(jnp.add, running, metrics)
                 done = step + 1
-                evaluating = done % t.eval_every == 0 or done == t.steps
+                evaluating = done % t.eval_every == 0 or done == steps
                 saving = done % t.checkpoint_every == 0 or evaluating
                 if done % t.log_every == 0 or saving:  # host reads only here
                     sums = {k: float(v) for k, v in running.items()}
@@ -237,14 +244,14 @@ def train_one(trainer: Trainer, rundir: str) -> dict:
         mngr.close()
         writer.close()
     k, b = trainer.k, t.batch_size
-    val_evals = (t.steps // t.eval_every + (t.steps % t.eval_every != 0)) * t.val_samples * k
+    val_evals = (1 + steps // t.eval_every + (steps % t.eval_every != 0)) * t.val_samples * k
     record = {
-        "family": trainer.family, "loss": trainer.loss_cfg.kind, "K": k, "steps": t.steps, "batch_size": b,
+        "family": trainer.family, "loss": trainer.loss_cfg.kind, "K": k, "steps": steps, "batch_size": b,
         "wall_time_s": previous["wall_time_s"] + time.time() - started,
         # Each step runs the chain forward, recomputes every network call in the backward pass and
         # back-propagates through it; the teacher adds its own forward passes.
-        "network_evaluations": {"forward": 2 * k * b * t.steps + val_evals, "backward": k * b * t.steps,
-                                "teacher_forward": (trainer.loss_cfg.teacher_steps * b * t.steps
+        "network_evaluations": {"forward": 2 * k * b * steps + val_evals, "backward": k * b * steps,
+                                "teacher_forward": (trainer.loss_cfg.teacher_steps * b * steps
                                                     if trainer.loss_cfg.uses_teacher else 0)},
         "device": jax.devices()[0].device_kind,
         "best_val_fid": best_fid, "val_samples": t.val_samples,
@@ -277,6 +284,8 @@ def run(config, workdir: str) -> dict:
             os.makedirs(rundir, exist_ok=True)
             record = train_one(trainer, rundir)
             sampler = export.load_sampler(os.path.join(rundir, "sampler.safetensors"), family=family, num_steps=k)
+            baselines.compile_for_bank(trainer.sample, (sampler.params.learned, target.params), noise_bank,
+                                       key_sampler, cfg.base.batch_size)
             start = time.perf_counter()
             samples = trainer.generate(sampler.params.learned, noise_bank, key_sampler, cfg.base.batch_size)
             wall = time.perf_counter() - start

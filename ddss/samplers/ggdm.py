@@ -27,7 +27,8 @@ Gradients (remat=True, the default for `sample`): an explicit adjoint (`jax.cust
 K + 1 states of the forward pass and recomputes each network call in the backward pass, so memory
 grows by one state per step. (`jax.checkpoint` on a scan step would save the whole history buffer
 at every step, O(K²) states.) The network's own parameters are frozen: no gradient reaches them
-through `sample`. remat=False differentiates the scan directly (all activations kept).
+through `sample`. remat=False differentiates the scan directly (all activations kept);
+remat="checkpoint" wraps each scan step in `jax.checkpoint` (for comparison: benchmarks/ddss_cost.py).
 """
 from __future__ import annotations
 
@@ -262,7 +263,7 @@ def sample(
     key: jax.Array,
     *,
     clip_denoised: bool = False,
-    remat: bool = True,
+    remat: bool | str = True,
     return_info: bool = False,
     unroll_backward: bool = True,
 ):
@@ -280,10 +281,12 @@ def sample(
     c = jax.tree_util.tree_map(lambda v: v.astype(x_K.dtype), c)
     t0 = jnp.full(x_K.shape[:1], c["t"][0])
     model, consts = jax.closure_convert(lambda x, t: eps_fn(x, t), x_K, t0)
-    if remat:
+    if remat not in (True, False, "checkpoint"):
+        raise ValueError(f"remat must be True (adjoint), 'checkpoint' or False, got {remat!r}.")
+    if remat is True:
         x0, info = _chain_adjoint(model, clip_denoised, unroll_backward, consts, c, x_K, key)
     else:
-        x0, info = _chain(model, clip_denoised, consts, c, x_K, key)[:2]
+        x0, info = _chain(model, clip_denoised, consts, c, x_K, key, checkpoint=remat == "checkpoint")[:2]
     return (x0, info) if return_info else x0
 
 
@@ -293,7 +296,7 @@ def _predict(model, clip_denoised, consts, x, t, a, b):
     return (jnp.clip(x0, -1.0, 1.0) if clip_denoised else x0), eps
 
 
-def _chain(model, clip_denoised, consts, c, x_K, key):
+def _chain(model, clip_denoised, consts, c, x_K, key, *, checkpoint=False):
     """Forward pass: returns (x_0, info, all states [K+1, ...] by slot)."""
     K = c["nu"].shape[0]
     buf = jnp.zeros((K + 1,) + x_K.shape, x_K.dtype).at[K].set(x_K)
@@ -305,7 +308,7 @@ def _chain(model, clip_denoised, consts, c, x_K, key):
         new = jnp.tensordot(s["mu"], buf, axes=1) + s["nu"] * x0 + loop.scaled_noise(key, s["k"], x, s["sigma"])
         return buf.at[s["k"] - 1].set(new), eps
 
-    buf, info = loop.run(step, buf, inputs)
+    buf, info = loop.run(step, buf, inputs, remat=checkpoint)
     return buf[0], info, buf
 
 
