@@ -112,3 +112,40 @@ def test_digits_baselines_scores_in_classifier_space(tmp_path):
     assert {r["feature_space"] for r in rows} == {"digits_classifier"}
     assert fid[("ddim-linear", 8)] < fid[("ddim-linear", 2)]  # more steps, better samples
     assert rows[-1]["method"] == "data" and rows[-1]["n_samples"] == 360
+
+
+def test_cifar10_ddss_config_runs_end_to_end_on_a_diffusers_checkpoint(tmp_path):
+    """configs/cifar10_ddss.py: mock TFDS cifar10 → reference statistics and features (ref_stats) →
+    DDSS with KID through the (random-weight) FID Inception at 299×299 → learned and baseline rows."""
+    from configs import cifar10_ddss
+    from ddss import load_sampler
+
+    weights = random_inception_weights(tmp_path / "inception.safetensors")
+    ref_path, _ = _mock_cifar_stats(tmp_path, weights)
+    config = _small(cifar10_ddss.get_config(), checkpoint=_tiny_cifar_checkpoint(tmp_path / "ckpt"), num_samples=4,
+                    reference_stats=ref_path, reference_features=str(tmp_path / "ref" / "features.npy"))
+    config.features.weights = weights
+    config.features.batch_size = 4
+    config.train.update(steps=2, batch_size=2, eval_every=2, val_samples=2, checkpoint_every=2, log_every=1)
+    results = experiments.run(config, str(tmp_path / "work"))
+    rows = {(r["method"], r["K"]): r for r in results["rows"]}
+    assert set(rows) == {("ggdm+pred+time", 2), ("ddim-linear", 2), ("ddpm-3", 3)}
+    learned = rows[("ggdm+pred+time", 2)]
+    assert learned["feature_space"] == "inception" and learned["clip_denoised"] is True
+    assert np.isfinite(learned["fid"]) and learned["training"]["steps"] == 2
+    sampler = load_sampler(str(tmp_path / "work" / learned["export"]), family="ggdm+pred+time", num_steps=2)
+    assert sampler.clip_denoised is True
+    metrics = [json.loads(line) for line in (tmp_path / "work" / "runs" / "ggdm+pred+time_K2" / "metrics.jsonl").open()]
+    assert [m["step"] for m in metrics if "loss" in m] == [1, 2] and all(np.isfinite(m["kid"]) for m in metrics[1:])
+
+
+def test_cifar10_ddss_needs_reference_features_for_kid(tmp_path):
+    from configs import cifar10_ddss
+
+    weights = random_inception_weights(tmp_path / "inception.safetensors")
+    ref_path, _ = _mock_cifar_stats(tmp_path, weights)
+    config = _small(cifar10_ddss.get_config(), checkpoint=_tiny_cifar_checkpoint(tmp_path / "ckpt"), num_samples=4,
+                    reference_stats=ref_path)
+    config.features.weights = weights
+    with pytest.raises(ValueError, match="KID loss needs real-data features.*save_features=True"):
+        experiments.run(config, str(tmp_path / "work"))
