@@ -33,7 +33,7 @@ setup(
     package_data={"ddss.models": ["assets/*.safetensors", "assets/*.npz", "assets/ceilings/*.npz"]},
     extras_require={
         # torch itself is installed separately and pinned (torch==2.13.0, CPU build).
-        "test": ["pytest>=7", "hypothesis>=6", "diffusers==0.42.1"],
+        "test": ["pytest>=7", "pytest-xdist>=3.5", "hypothesis>=6", "diffusers==0.42.1"],
         "notebooks": ["jupyter", "ipywidgets"],
     },
     entry_points={"console_scripts": ["ddss=ddss.main:cli"]},

@@ -8,9 +8,9 @@ def get_config():
     config.gmm.num_components = 3
     config.num_steps = (3,)
     config.methods = ("ddim-quadratic",)
-    config.reference_steps = 20
-    config.num_samples = 96
-    config.batch_size = 96
+    config.reference_steps = 10
+    config.num_samples = 64
+    config.batch_size = 64
     config.ceiling_cache = ""
     config.train.update(steps=12, batch_size=32, log_every=2, eval_every=6, val_samples=64, checkpoint_every=3)
     return config

@@ -37,14 +37,14 @@ def test_run_writes_the_results_contract(tmp_path):
 
 def test_ceiling_is_computed_once_and_then_read_from_the_cache(tmp_path):
     config = gmm_baselines_test.get_config()
-    config.methods, config.num_steps, config.ceiling_cache = ("ddim-linear",), (3,), str(tmp_path / "cache")
+    config.methods, config.num_samples, config.ceiling_cache = (), 32, str(tmp_path / "cache")
     first = experiments.run(config, str(tmp_path / "a"))["rows"]
     assert len(os.listdir(tmp_path / "cache")) == 1
     second = experiments.run(config, str(tmp_path / "b"))["rows"]
-    assert "cached" not in first[1] and second[1]["cached"].startswith(str(tmp_path / "cache"))
-    assert second[1]["fid"] == first[1]["fid"] and second[1]["wall_time_s"] == first[1]["wall_time_s"]
+    assert "cached" not in first[0] and second[0]["cached"].startswith(str(tmp_path / "cache"))
+    assert second[0]["fid"] == first[0]["fid"] and second[0]["wall_time_s"] == first[0]["wall_time_s"]
     config.seed = 1  # another noise bank: not the cached one
-    assert "cached" not in experiments.run(config, str(tmp_path / "c"))["rows"][1]
+    assert "cached" not in experiments.run(config, str(tmp_path / "c"))["rows"][0]
 
 
 def test_cli_with_override(tmp_path):

@@ -68,10 +68,9 @@ def _perturbed(params, seed, scale=0.05):
     return params.replace(learned=learned)
 
 
-@pytest.mark.parametrize("family,eta,clip", [("ggdm+pred+time", 0.3, False), ("ggdm+pred", 0.0, True),
-                                             ("vars", 0.5, False)])
+@pytest.mark.parametrize("family,eta,clip", [("ggdm+pred+time", 0.3, False), ("ggdm+pred", 0.0, True)])
 def test_adjoint_gradient_matches_autodiff(family, eta, clip):
-    params = _perturbed(ggdm.init(SCHEDULE, schedules.timesteps(SCHEDULE, "quadratic", 5), family=family, eta=eta), 0)
+    params = _perturbed(ggdm.init(SCHEDULE, schedules.timesteps(SCHEDULE, "quadratic", 4), family=family, eta=eta), 0)
     target = jax.random.normal(jax.random.key(5), X.shape)
 
     def loss(learned, x, remat):
@@ -90,7 +89,7 @@ def test_adjoint_gradient_matches_autodiff(family, eta, clip):
 
 
 def test_adjoint_gradient_matches_finite_differences():
-    params = _perturbed(ggdm.init(SCHEDULE, schedules.timesteps(SCHEDULE, "linear", 4), family="ggdm+pred+time",
+    params = _perturbed(ggdm.init(SCHEDULE, schedules.timesteps(SCHEDULE, "linear", 3), family="ggdm+pred+time",
                                   eta=0.4), 1)
     with jax.enable_x64(True):
         learned = jax.tree_util.tree_map(lambda v: jnp.asarray(v, jnp.float64), params.learned)
@@ -99,7 +98,7 @@ def test_adjoint_gradient_matches_finite_differences():
         grad = jax.grad(loss)(learned)
         rng = np.random.default_rng(2)
         direction = {k: rng.standard_normal(np.shape(v)) for k, v in learned.items()}
-        direction["mu"] = direction["mu"] * ggdm.history_mask(4)
+        direction["mu"] = direction["mu"] * ggdm.history_mask(3)
         # Times stay put: a finite difference across a kink of the piecewise-linear log ᾱ(t) is not a
         # derivative. Their gradient is checked against autodiff above.
         direction["time_logits"] = 0.0 * direction["time_logits"]
