@@ -86,9 +86,11 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(whole_run, tmp_path, mo
     for name in a.params.learned:
         np.testing.assert_array_equal(a.params.learned[name], b.params.learned[name])
     assert resumed["rows"][0]["fid"] == results["rows"][0]["fid"]
-    # A finished run is not retrained.
+    # A finished run is not retrained, and is not mistaken for a differently configured one.
     again = experiments.run(_config(baselines=False), str(killed))
     assert again["rows"][0]["training"] == resumed["rows"][0]["training"]
+    with pytest.raises(ValueError, match="different configuration \\(train changed\\)"):
+        experiments.run(_config(baselines=False, learning_rate=0.5), str(killed))
 
 
 def test_a_non_finite_step_is_refused(tmp_path):

@@ -174,10 +174,32 @@ class Trainer:
         return fid.frechet_distance_of(self.target.features(samples), *self.target.reference_stats)
 
 
+def check_run_description(trainer: Trainer, rundir: str) -> None:
+    """Records what a run directory trains; refuses to resume or reuse it for a different setting."""
+    cfg = trainer.cfg
+    description = json.loads(json.dumps({
+        "family": trainer.family, "K": trainer.k, "steps": trainer.steps, "loss": dataclasses.asdict(trainer.loss_cfg),
+        "init": dataclasses.asdict(cfg.init), "train": dataclasses.asdict(cfg.train), "seed": cfg.base.seed,
+        "model": cfg.base.model, "checkpoint": cfg.base.checkpoint, "clip_denoised": cfg.base.clip_denoised,
+        "reference_features": cfg.reference_features}))
+    path = os.path.join(rundir, "run.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            previous = json.load(f)
+        if previous != description:
+            changed = sorted(k for k in description if previous.get(k) != description[k])
+            raise ValueError(f"{rundir} holds a run with a different configuration ({', '.join(changed)} changed). "
+                             "Use a new --workdir, or delete that run directory to retrain it.")
+        return
+    with open(path, "w") as f:
+        json.dump(description, f, indent=2)
+
+
 def train_one(trainer: Trainer, rundir: str) -> dict:
     """Trains (or resumes) one sampler; exports the best validation parameters; returns its training record."""
     record_path = os.path.join(rundir, "training.json")
     export_path = os.path.join(rundir, "sampler.safetensors")
+    check_run_description(trainer, rundir)
     if os.path.exists(record_path) and os.path.exists(export_path):
         with open(record_path) as f:
             return json.load(f)
@@ -290,7 +312,8 @@ def run(config, workdir: str) -> dict:
             samples = trainer.generate(sampler.params.learned, noise_bank, key_sampler, cfg.base.batch_size)
             wall = time.perf_counter() - start
             row = {**baselines._row(method, k, k, target.score(samples), len(samples), wall, cfg.base),
-                   "device": jax.devices()[0].device_kind, "loss": loss_kind, "init": dataclasses.asdict(cfg.init),
+                   "device": jax.devices()[0].device_kind, "loss": loss_kind,
+                   "init": {**dataclasses.asdict(cfg.init), "base": sampler.params.base},
                    "timesteps": np.asarray(sampler.params.timesteps).tolist(),
                    "training": {k_: record[k_] for k_ in ("wall_time_s", "network_evaluations", "device", "steps",
                                                           "batch_size", "best_val_fid")},
