@@ -58,25 +58,34 @@ def test_learning_moves_the_sampler_and_the_export_reproduces_the_scored_samples
     assert sampler.metadata["info"]["best_val_fid"] == record["best_val_fid"]
 
 
-def test_resume_after_a_kill_equals_an_uninterrupted_run(whole_run, tmp_path, monkeypatch):
-    workdir, results = whole_run
-    killed = tmp_path / "killed"
+def _wrap_training_steps(patch, wrap):
+    """Makes every Trainer's jitted step `wrap(step, call_number, *args)` (call numbers from 1)."""
     original_init = ddss_exp.Trainer.__init__
 
-    def dying_init(self, *args, **kwargs):
+    def init(self, *args, **kwargs):
         original_init(self, *args, **kwargs)
         step, calls = self.step, []
 
-        def dying_step(*a):
+        def wrapped(*a):
             calls.append(1)
-            if len(calls) == 8:  # checkpoints after steps 3 and 6; steps 7 is lost
-                raise KeyboardInterrupt
-            return step(*a)
+            return wrap(step, len(calls), *a)
 
-        self.step = dying_step
+        self.step = wrapped
 
+    patch.setattr(ddss_exp.Trainer, "__init__", init)
+
+
+def _die_at_call_8(step, n, *args):
+    if n == 8:  # checkpoints after steps 3 and 6; step 7 is lost
+        raise KeyboardInterrupt
+    return step(*args)
+
+
+def test_resume_after_a_kill_equals_an_uninterrupted_run(whole_run, tmp_path, monkeypatch):
+    workdir, results = whole_run
+    killed = tmp_path / "killed"
     with monkeypatch.context() as patch:
-        patch.setattr(ddss_exp.Trainer, "__init__", dying_init)
+        _wrap_training_steps(patch, _die_at_call_8)
         with pytest.raises(KeyboardInterrupt):
             experiments.run(_config(baselines=False), str(killed))
     assert not (killed / "runs" / "ggdm+pred+time_K3" / "sampler.safetensors").exists()
@@ -108,20 +117,11 @@ def test_a_non_finite_step_is_refused(tmp_path):
 
 
 def test_nan_guard_stops_and_names_the_last_good_checkpoint(tmp_path, monkeypatch):
-    original_init = ddss_exp.Trainer.__init__
+    def bad_fifth_step(step, n, *args):
+        state, metrics = step(*args)
+        return state, {**metrics, "nonfinite": metrics["nonfinite"] + (n == 5)}
 
-    def init_with_a_bad_step(self, *args, **kwargs):
-        original_init(self, *args, **kwargs)
-        step, calls = self.step, []
-
-        def bad_fifth_step(*a):
-            calls.append(1)
-            state, metrics = step(*a)
-            return state, {**metrics, "nonfinite": metrics["nonfinite"] + (len(calls) == 5)}
-
-        self.step = bad_fifth_step
-
-    monkeypatch.setattr(ddss_exp.Trainer, "__init__", init_with_a_bad_step)
+    _wrap_training_steps(monkeypatch, bad_fifth_step)
     with pytest.raises(FloatingPointError, match="between 4 and 6 .*last good checkpoint is step 3 in .*checkpoints"):
         experiments.run(_config(False, log_every=2, checkpoint_every=3, eval_every=12), str(tmp_path))
 
