@@ -25,8 +25,8 @@ reproduces the base sampler, and under +TIME the coefficients move with ᾱ(τ) 
 
 Gradients (remat=True, the default for `sample`): an explicit adjoint (`jax.custom_vjp`) keeps the
 K + 1 states of the forward pass and recomputes each network call in the backward pass, which
-carries the states' adjoints: memory grows by about two states per step. (`jax.checkpoint` on a scan step would save the whole history buffer
-at every step, O(K²) states.) The network's own parameters are frozen: no gradient reaches them
+carries the states' adjoints: memory grows by about two states per step. (`jax.checkpoint` on a
+scan step would save the whole history buffer at every step, O(K²) states.) The network's own parameters are frozen: no gradient reaches them
 through `sample`. remat=False differentiates the scan directly (all activations kept);
 remat="checkpoint" wraps each scan step in `jax.checkpoint` (for comparison: benchmarks/ddss_cost.py).
 """
