@@ -24,6 +24,7 @@ log point the run stops with an error naming the last good checkpoint (parameter
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -138,24 +139,22 @@ class Trainer:
         clip = cfg.base.clip_denoised
         template = self.init_params
 
-        def sample(learned, model_params, x, key_, remat=cfg.train.remat):
+        def sample(learned, model_params, x, key_, **kwargs):
             return ggdm.sample(template.replace(learned=learned), lambda x_, t_: target.apply(model_params, x_, t_),
-                               x, key_, clip_denoised=clip, remat=remat)
+                               x, key_, clip_denoised=clip, **kwargs)
 
         teacher = None
         if self.loss_cfg.uses_teacher:
             teacher = ddss_lib.teacher_fn(target.schedule, target.apply, self.loss_cfg.teacher_steps,
                                           clip_denoised=clip)
-        loss = ddss_lib.make_loss(sample, extractor, self.loss_cfg, teacher)
+        loss = ddss_lib.make_loss(functools.partial(sample, remat=cfg.train.remat), extractor, self.loss_cfg, teacher)
         t = cfg.train
         self.optimizer = ddss_lib.make_optimizer(t.learning_rate, t.grad_clip, self.steps, t.warmup_steps)
         self.reals = jnp.asarray(reals if reals is not None else np.zeros((2, 1), np.float32))
         self.step = jax.jit(ddss_lib.make_step(loss, self.optimizer, (t.batch_size,) + tuple(target.image_shape),
                                                len(self.reals), t.batch_size), donate_argnums=0)
         # (learned, model params), x_K, key -> (x_0, info): the baselines' sampling signature.
-        self.sample = jax.jit(lambda p, x, key_: ggdm.sample(
-            template.replace(learned=p[0]), lambda x_, t_: target.apply(p[1], x_, t_), x, key_,
-            clip_denoised=clip, return_info=True))
+        self.sample = jax.jit(lambda p, x, key_: sample(p[0], p[1], x, key_, return_info=True))
         k_run, k_val, self.k_val_sampler = jax.random.split(key, 3)
         self.run_key = k_run
         self.val_bank = np.asarray(jax.random.normal(k_val, (t.val_samples,) + tuple(target.image_shape)))

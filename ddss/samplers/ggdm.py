@@ -164,12 +164,10 @@ def times(params: GGDMParams) -> jax.Array:
 def _base_coefficients(params: GGDMParams, t, ab, ab_prev):
     """(μ [K, K+1], ν [K], s [K]) of the base sampler at times t (loop order)."""
     K = params.num_steps
-    slot = K - jnp.arange(K)  # the state each step reads: x_k, k = K − n
-    onehot = jax.nn.one_hot(slot, K + 1, dtype=ab.dtype)
     if params.base == "ddim":
         s = ddim.noise_scale(ab, ab_prev, params.eta)
-        c = loop.safe_sqrt(1.0 - ab_prev - s**2) / jnp.sqrt(1.0 - ab)
-        return c[:, None] * onehot, jnp.sqrt(ab_prev) - c * jnp.sqrt(ab), s
+        return (*_ddim_mean(ab, ab_prev, s), s)
+    onehot = jax.nn.one_hot(K - jnp.arange(K), K + 1, dtype=ab.dtype)  # the state each step reads: x_k, k = K − n
     # DPM-Solver++(2M): order 1: x_{k−1} = r x_k − φ m0; order 2 adds −(φ / 2r0)(m0 − m1), with the
     # previous prediction m1 = (x_k − Σ_j μ_{n−1,j} x_j) / ν_{n−1} (the previous step is noise-free).
     c = dpm_solver.step_coefficients(params.schedule, t)
@@ -185,6 +183,14 @@ def _base_coefficients(params: GGDMParams, t, ab, ab_prev):
         rows.append(mu_n)
         nus.append(nu_n)
     return jnp.stack(rows), jnp.stack(nus), jnp.zeros_like(ab)
+
+
+def _ddim_mean(ab, ab_prev, s):
+    """DDIM's mean with noise s_k as a GGDM: μ_{k−1,k} = c_k, ν_{k−1} = √ᾱ_{k−1} − c_k √ᾱ_k."""
+    K = ab.shape[0]
+    c = loop.safe_sqrt(1.0 - ab_prev - s**2) / jnp.sqrt(1.0 - ab)
+    onehot = jax.nn.one_hot(K - jnp.arange(K), K + 1, dtype=ab.dtype)  # the state each step reads
+    return c[:, None] * onehot, jnp.sqrt(ab_prev) - c * jnp.sqrt(ab)
 
 
 def marginals(mu, nu, sigma, alpha_K, sigma_K):
@@ -214,11 +220,8 @@ def coefficients(params: GGDMParams) -> dict:
     if params.family == "vars":
         s = jnp.sqrt(jnp.maximum(1.0 - ab_prev, 0.0)) * jax.nn.sigmoid(learned["sigma"])
         s = jnp.where(last, 0.0, s)
-        c = loop.safe_sqrt(1.0 - ab_prev - s**2) / jnp.sqrt(1.0 - ab)
-        slot = K - jnp.arange(K)
-        mu = c[:, None] * jax.nn.one_hot(slot, K + 1, dtype=dtype)
-        return dict(t=t.astype(dtype), mu=mu, nu=jnp.sqrt(ab_prev) - c * jnp.sqrt(ab), sigma=s,
-                    a=jnp.sqrt(ab), b=jnp.sqrt(1.0 - ab))
+        mu, nu = _ddim_mean(ab, ab_prev, s)
+        return dict(t=t.astype(dtype), mu=mu, nu=nu, sigma=s, a=jnp.sqrt(ab), b=jnp.sqrt(1.0 - ab))
     base_mu, base_nu, _ = _base_coefficients(params, t.astype(dtype), ab, ab_prev)
     mu = (base_mu + learned["mu"]) * mask
     nu = base_nu + learned["nu"]
