@@ -1,4 +1,5 @@
-"""Learned samplers as self-describing files: `save_sampler` and `ddss.load_sampler` (DESIGN.md §8).
+"""Learned and searched samplers as self-describing files: `save_sampler`, `save_evolved_sampler` and
+`ddss.load_sampler` (DESIGN.md §8).
 
   sampler = ddss.load_sampler("DIR/K5/ggdm+pred+time.safetensors")
   x0 = jax.jit(lambda x, key: sampler.sample(model_eps_fn, x, key))(x_K, key)
@@ -8,6 +9,13 @@ log ᾱ table as tensors, and in the header the family, base solver, η, K, whet
 and how the sampler was trained. Nothing is unpickled. Inside your own jit, pass
 `sampler.params` as an argument (`ggdm.sample(params, eps_fn, x_K, key)`) to keep the arrays out
 of the compiled program; changing their values then never recompiles.
+
+A searched (AutoDiffusion) sampler holds integer timesteps, the skipped blocks of each step and the
+sampler kind (plus GGDM coefficients when it searched a GGDM's times). Loaded, it compiles the skip
+lists *statically*: skipped blocks are not computed. Its model function takes the skip list:
+
+  sampler = ddss.load_sampler("DIR/runs/evolution-joint_K4/sampler.safetensors", num_blocks=model.num_blocks)
+  x0 = jax.jit(lambda x, key: sampler.sample(lambda x_, t_, skip: model.eps_fn(x_, t_, skip=skip), x, key))(x_K, key)
 """
 from __future__ import annotations
 
@@ -19,6 +27,7 @@ from ddss.models import params_io
 from ddss.samplers import ggdm
 
 KIND = "ddss_sampler"
+EVOLVED_KIND = "ddss_evolved_sampler"
 FORMAT_VERSION = 1
 
 
@@ -54,10 +63,95 @@ def save_sampler(path: str, params: ggdm.GGDMParams, *, clip_denoised: bool, inf
     params_io.save(path, tensors, meta)
 
 
-def load_sampler(path: str, *, family: str | None = None, num_steps: int | None = None) -> LoadedSampler:
-    """Reads a file written by `save_sampler`. `family` / `num_steps`, when given, must match the file."""
+@dataclasses.dataclass(frozen=True)
+class EvolvedSampler:
+    """A searched sampler: `kind` (ddim | dpm_solver++ | ggdm) at integer `timesteps` (τ_K > ... > τ_1),
+    skipping the blocks `skip[k]` at step k, for a network with `num_blocks` skippable blocks."""
+
+    kind: str
+    timesteps: np.ndarray
+    skip: tuple[tuple[int, ...], ...]
+    num_blocks: int
+    schedule: schedules.Schedule
+    clip_denoised: bool
+    ggdm_params: ggdm.GGDMParams | None = None
+    metadata: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.timesteps)
+
+    @property
+    def block_executions(self) -> int:
+        return self.num_steps * self.num_blocks - sum(len(s) for s in self.skip)
+
+    def sample(self, eps_fn, x_K, key, **kwargs):
+        """x_0 from x_K (jittable). `eps_fn(x, t, skip)` must honour the static tuple `skip`, e.g.
+        `lambda x, t, skip: model.eps_fn(x, t, skip=skip)` for a `ddss.models` network."""
+        from ddss.search import evolution
+
+        kwargs.setdefault("clip_denoised", self.clip_denoised)
+        eps = evolution.static_eps(lambda x, t, skip: eps_fn(x, t, skip), self.timesteps, self.skip)
+        return evolution.sample_at(self.kind, self.schedule, self.timesteps, eps, x_K, key,
+                                   template=self.ggdm_params, **kwargs)
+
+
+def save_evolved_sampler(path: str, timesteps, skip_mask, *, kind: str, schedule: schedules.Schedule,
+                         clip_denoised: bool, ggdm_params: ggdm.GGDMParams | None = None,
+                         info: dict | None = None) -> None:
+    """Writes a searched sampler: timesteps [K] (integers), skip mask [K, L], the sampler kind."""
+    t, mask = np.asarray(timesteps), np.asarray(skip_mask, bool)
+    if mask.ndim != 2 or mask.shape[0] != len(t):
+        raise ValueError(f"skip_mask must have shape [K, L] with K = {len(t)}, got {mask.shape}.")
+    tensors = {"timesteps": t.astype(np.int64), "skip_mask": mask.astype(np.uint8),
+               "schedule": {"log_alpha_bar_table": np.asarray(schedule.log_alpha_bar_table, np.float64)}}
+    meta = {"kind": EVOLVED_KIND, "format_version": FORMAT_VERSION, "sampler": kind, "num_steps": len(t),
+            "num_blocks": int(mask.shape[1]), "clip_denoised": bool(clip_denoised), "info": info or {}}
+    if ggdm_params is not None:
+        tensors["ggdm"] = {k: np.asarray(v, np.float32) for k, v in ggdm_params.learned.items()}
+        meta.update(family=ggdm_params.family, base=ggdm_params.base, eta=ggdm_params.eta)
+    params_io.save(path, tensors, meta)
+
+
+def _load_evolved(path: str, tensors: dict, meta: dict, num_blocks: int | None) -> EvolvedSampler:
+    from ddss.search import evolution
+
+    t, mask = np.asarray(tensors["timesteps"]), np.asarray(tensors["skip_mask"]).astype(bool)
+    if mask.shape != (len(t), meta["num_blocks"]) or len(t) != meta["num_steps"]:
+        raise params_io.WeightFileError(f"{path} is corrupt: its header says K = {meta['num_steps']}, "
+                                        f"L = {meta['num_blocks']}; its arrays have shapes {t.shape}, {mask.shape}.")
+    if num_blocks is not None and meta["num_blocks"] != num_blocks:
+        raise ValueError(f"{path} was searched for a network with {meta['num_blocks']} skippable blocks; this model "
+                         f"has {num_blocks}. Its skip lists name blocks of that other network: search again for "
+                         "this model.")
+    schedule = schedules.Schedule(log_alpha_bar_table=tensors["schedule"]["log_alpha_bar_table"])
+    try:
+        evolution.check(evolution.make_genome(t, mask),
+                        evolution.Space.fixed(schedule.num_timesteps, mask.shape[1], len(t)))
+    except ValueError as e:
+        raise params_io.WeightFileError(f"{path} does not hold a valid searched sampler: {e}") from None
+    template = None
+    if meta["sampler"] == "ggdm" and "ggdm" in tensors:
+        template = ggdm.GGDMParams(schedule=schedule, base_times=t.astype(np.float64), learned=tensors["ggdm"],
+                                   family=meta["family"], base=meta["base"], eta=float(meta["eta"]))
+    elif meta["sampler"] == "ggdm":
+        template = ggdm.init(schedule, t.astype(np.float64), family="ggdm", base="dpm_solver++")
+    evolution.check_sampler(meta["sampler"], template)
+    return EvolvedSampler(kind=meta["sampler"], timesteps=t, skip=evolution.make_genome(t, mask).skip_lists(),
+                          num_blocks=int(meta["num_blocks"]), schedule=schedule,
+                          clip_denoised=bool(meta["clip_denoised"]), ggdm_params=template, metadata=meta)
+
+
+def load_sampler(path: str, *, family: str | None = None, num_steps: int | None = None,
+                 num_blocks: int | None = None) -> LoadedSampler | EvolvedSampler:
+    """Reads a file written by `save_sampler` or `save_evolved_sampler`. `family`, `num_steps` and
+    (searched samplers) `num_blocks`, when given, must match the file."""
     tensors, meta = params_io.load(path, what="sampler file",
                                    hint="Export one with `python -m ddss.main --config=configs/digits_ddss.py`.")
+    if meta.get("kind") == EVOLVED_KIND:
+        if num_steps is not None and meta["num_steps"] != num_steps:
+            raise ValueError(f"{path} holds a K = {meta['num_steps']} sampler, not K = {num_steps}.")
+        return _load_evolved(path, tensors, meta, num_blocks)
     if meta.get("kind") != KIND:
         raise params_io.WeightFileError(f"{path} is not a ddss sampler file (kind {meta.get('kind')!r}).")
     if family is not None and meta["family"] != family:

@@ -1,9 +1,10 @@
 """Experiments: the loops that jit, checkpoint, log and write results. One `run(config, workdir)` each."""
-from ddss.experiments import baselines, ddss, ref_stats, train, train_classifier
+from ddss.experiments import baselines, ddss, evolution, ref_stats, train, train_classifier
 
 EXPERIMENTS = {
     "baselines": baselines.run,
     "ddss": ddss.run,
+    "evolution": evolution.run,
     "ref_stats": ref_stats.run,
     "train": train.run,
     "train_classifier": train_classifier.run,

@@ -81,3 +81,25 @@ def timesteps(rows, schedule, methods, path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def search_progress(costs: dict, path: str) -> None:
+    """Best fitness (search FID) after each generation, one line per search."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for method, cost in costs.items():
+        best = cost["best_fitness_by_generation"]
+        ax.plot(np.arange(len(best)), best, marker="o", label=method)
+        if cost.get("stage1_end", -1) > 0:
+            ax.axvline(cost["stage1_end"] - 0.5, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel("generation")
+    ax.set_ylabel("best search FID so far")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -49,6 +49,9 @@ class Target:
     reference_features: np.ndarray | None
     floor: tuple | None  # (images, their features, reference (mu, sigma), reference features): the data row
     logits: Callable[[np.ndarray], np.ndarray] | None = None  # images -> classifier logits, for IS
+    # (model_params, x, t, skip_mask [L] traced or None, skip static tuple) -> ε̂, and L: for pruning searches
+    apply_skip: Callable | None = None
+    num_blocks: int = 0
 
     def score(self, samples: np.ndarray) -> dict:
         if self.features is None:
@@ -83,7 +86,12 @@ def gmm_target(gmm_cfg, schedule: schedules.Schedule, num_samples: int, key) -> 
     reference = flat(gmm.sample(mixture, key, num_samples))
     floor = np.asarray(gmm.sample(mixture, jax.random.fold_in(key, 1), num_samples))
     return Target("gmm", lambda p, x, t: eps(x, t), {}, schedule, mixture.event_shape, "data", flat, truth,
-                  reference, (floor, flat(floor), truth, reference))
+                  reference, (floor, flat(floor), truth, reference),
+                  apply_skip=lambda p, x, t, mask, skip: eps(x, t), num_blocks=0)
+
+
+def _unet_apply_skip(config: unet.UNetConfig):
+    return lambda p, x, t, mask, skip: unet.eps_fn(config, p, skip_mask=mask, skip=skip)(x, t)
 
 
 def on_images(fn):
@@ -105,7 +113,7 @@ def digits_target(checkpoint: str = "") -> Target:
                   model.image_shape, "digits_classifier", on_images(extractor.features),
                   digits_model.reference_stats("all"), ref,
                   (test_images, extractor.features(test_images), digits_model.reference_stats("train"), train),
-                  on_images(extractor.logits_numpy))
+                  on_images(extractor.logits_numpy), _unet_apply_skip(model.config), model.num_blocks)
 
 
 def diffusers_target(checkpoint: str, features_cfg=None, reference_stats: str = "") -> Target:
@@ -115,7 +123,7 @@ def diffusers_target(checkpoint: str, features_cfg=None, reference_stats: str = 
     apply = lambda p, x, t: unet.eps_fn(model.config, p)(x, t)
     if features_cfg is None or not features_cfg.get("name"):
         return Target(f"diffusers:{checkpoint}", apply, model.params, model.schedule, model.image_shape,
-                      None, None, None, None, None)
+                      None, None, None, None, None, None, _unet_apply_skip(model.config), model.num_blocks)
     hint = ("Compute it once with `python -m ddss.main --config=configs/ref_stats_cifar10.py --workdir=DIR` "
             "(or configs/ref_stats_folder.py for an image folder) and pass --config.reference_stats=DIR/stats.npz.")
     if not reference_stats:
@@ -124,4 +132,4 @@ def diffusers_target(checkpoint: str, features_cfg=None, reference_stats: str = 
     mu, sigma, _ = stats.load(reference_stats, dim=extractor.dim, hint=hint)
     return Target(f"diffusers:{checkpoint}", apply, model.params, model.schedule, model.image_shape,
                   extractor.name, on_images(extractor.features), (mu, sigma), None, None,
-                  on_images(extractor.logits_numpy))
+                  on_images(extractor.logits_numpy), _unet_apply_skip(model.config), model.num_blocks)

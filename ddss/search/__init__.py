@@ -1,4 +1,5 @@
-"""Learning and searching samplers: DDSS (gradient descent through sample quality)."""
-from ddss.search import ddss
+"""Learning and searching samplers: DDSS (gradient descent through sample quality) and AutoDiffusion
+(evolutionary search over timesteps and skipped blocks)."""
+from ddss.search import ddss, evolution
 
-__all__ = ["ddss"]
+__all__ = ["ddss", "evolution"]

@@ -1,0 +1,346 @@
+"""AutoDiffusion: evolutionary search over timesteps (and per-step block skipping), scored by FID.
+
+  python -m ddss.main --config=configs/digits_evolution.py --workdir=DIR
+
+For each search in `config.searches` ("timesteps": the full network at K steps; "joint": timesteps
+and skip sets under the same budget of K·L block executions, where pruning may buy extra steps),
+runs the search under DIR/runs/evolution-<search>_K<K>/:
+  checkpoints/           orbax: the whole search state (every genome evaluated with its fitness and
+                         generation, the stage, the key), saved after every generation
+  metrics.jsonl, tensorboard/  best and generation-best FID, candidates evaluated, pruning allowance
+  sampler.safetensors    the winner, for `ddss.load_sampler` (skip lists compiled statically)
+  search.json            the search cost: wall time, candidates, network evaluations, device
+then scores each winner (its deployed, statically pruned sampler) and the baselines at the same K
+on the held-out noise bank with the float64 FID, and writes results.json, samples/, grids/,
+search_progress.png (best FID per generation) and timesteps.png.
+
+Fitness: the float32 jitted FID of `fitness_samples` samples from one fixed noise bank (common
+random numbers: every candidate sees the same noise; the bank is not the held-out one) against the
+reference statistics, in the target's feature space. A chunk of candidates with the same K is
+sampled in one `vmap`ped call with the traced-mask network: one compilation per K for the whole
+search; chunks are padded to a fixed size and, on several devices, sharded over a 1-D mesh.
+
+Kill it at any time: rerunning the same command resumes each search from its last finished
+generation and reaches the same result; a finished search is not rerun.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+import zlib
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from tqdm import tqdm
+
+from ddss import export, schedules
+from ddss.experiments import baselines, plots, targets, writers
+from ddss.metrics import features as features_lib
+from ddss.metrics import fid
+from ddss.samplers import raise_if_nonfinite
+from ddss.search import evolution
+
+_KEYS = ("sampler", "ggdm_sampler", "fitness_samples", "chunk_size", "chunk_images", "seed_stride", "searches",
+         "search", "joint")
+SEARCHES = ("timesteps", "joint")
+
+
+@dataclasses.dataclass(frozen=True)
+class JointConfig:
+    max_skip_fraction: float = 0.5  # the most blocks (over all steps) the joint search may skip
+    free_steps: bool = True  # pruning may buy steps: K ranges over [num_steps, max_steps] under the budget
+    max_steps: int = 0  # 0: num_steps + 2
+
+
+@dataclasses.dataclass(frozen=True)
+class EvolutionConfig:
+    base: baselines.BaselinesConfig
+    search: evolution.SearchConfig
+    joint: JointConfig
+    sampler: str = "ddim"
+    ggdm_sampler: str = ""  # an exported DDSS sampler (no +time) whose coefficients move with searched times
+    fitness_samples: int = 256
+    chunk_size: int = 0  # candidates per vmapped call; 0: chunk_images // fitness_samples
+    chunk_images: int = 4096
+    seed_stride: str = "linear"  # generation 0's seed: DDIM-uniform
+    searches: tuple[str, ...] = SEARCHES
+
+    @classmethod
+    def from_config(cls, config) -> "EvolutionConfig":
+        c = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+        base = baselines.BaselinesConfig.from_config(ml_collections.ConfigDict(
+            {k: v for k, v in c.items() if k not in _KEYS}))
+        if len(base.num_steps) != 1:
+            raise ValueError(f"An evolution run searches one K; got num_steps = {base.num_steps}. Run once per K.")
+        search = evolution.SearchConfig(**c.get("search", {}))
+        joint = JointConfig(**c.get("joint", {}))
+        rest = {k: c[k] for k in ("sampler", "ggdm_sampler", "fitness_samples", "chunk_size", "chunk_images",
+                                  "seed_stride") if k in c}
+        searches = tuple(c.get("searches", SEARCHES))
+        for s in searches:
+            if s not in SEARCHES:
+                raise ValueError(f"Unknown search {s!r}; choose from {SEARCHES}.")
+        cfg = cls(base=base, search=search, joint=joint, searches=searches, **rest)
+        evolution.check_sampler(cfg.sampler)
+        if cfg.seed_stride not in schedules.STRIDES:
+            raise ValueError(f"Unknown seed_stride {cfg.seed_stride!r}; choose one of {schedules.STRIDES}.")
+        if cfg.fitness_samples < 2:
+            raise ValueError("fitness_samples must be ≥ 2 (FID needs a covariance).")
+        if not 0.0 < cfg.joint.max_skip_fraction <= 1.0:
+            raise ValueError(f"joint.max_skip_fraction must lie in (0, 1], got {cfg.joint.max_skip_fraction}.")
+        return cfg
+
+    @property
+    def num_steps(self) -> int:
+        return self.base.num_steps[0]
+
+
+def search_space(cfg: EvolutionConfig, name: str, num_timesteps: int, num_blocks: int) -> tuple:
+    """(Space, SearchConfig) of one search. Both searches get the budget of K full steps."""
+    k = cfg.num_steps
+    budget = k * num_blocks
+    if name == "timesteps":
+        return evolution.Space.fixed(num_timesteps, num_blocks, k), dataclasses.replace(cfg.search,
+                                                                                        max_skip_fraction=0.0)
+    if num_blocks == 0:
+        raise ValueError("The joint search prunes network blocks; this model has no skippable blocks. "
+                         "Use searches=('timesteps',).")
+    if cfg.sampler == "ggdm" and cfg.joint.free_steps:
+        raise ValueError("A GGDM sampler has a fixed K: set joint.free_steps=False for sampler='ggdm'.")
+    max_steps = (cfg.joint.max_steps or k + 2) if cfg.joint.free_steps else k
+    space = evolution.Space(num_timesteps, num_blocks, max(budget, num_blocks), k, min(max_steps, num_timesteps))
+    return space, dataclasses.replace(cfg.search, max_skip_fraction=cfg.joint.max_skip_fraction)
+
+
+def seed_genome(cfg: EvolutionConfig, schedule, num_blocks: int) -> evolution.Genome:
+    """Generation 0's seed: the `seed_stride` timesteps at K, rounded to integers, full network."""
+    t = np.round(schedules.timesteps(schedule, cfg.seed_stride, cfg.num_steps)).astype(np.int64)
+    if np.any(np.diff(t) >= 0):  # rounding merged two times: fall back to the uniform stride
+        t = np.round(schedules.timesteps(schedule, "linear", cfg.num_steps)).astype(np.int64)
+    return evolution.make_genome(t, num_blocks=num_blocks)
+
+
+def load_template(cfg: EvolutionConfig, target: targets.Target):
+    """The GGDM whose times are searched (sampler='ggdm'): an exported sampler, or DPM-Solver++ as a GGDM."""
+    if cfg.sampler != "ggdm":
+        return None
+    if cfg.ggdm_sampler:
+        loaded = export.load_sampler(os.path.expanduser(cfg.ggdm_sampler), num_steps=cfg.num_steps)
+        template = loaded.params
+    else:
+        from ddss.samplers import ggdm
+        template = ggdm.init(target.schedule, schedules.timesteps(target.schedule, "linear", cfg.num_steps),
+                             family="ggdm", base="dpm_solver++")
+    evolution.check_sampler("ggdm", template)
+    return template
+
+
+class Evaluator:
+    """Scores genomes: chunks of same-K candidates, one jitted vmapped call each, fixed noise bank."""
+
+    def __init__(self, cfg: EvolutionConfig, target: targets.Target, features, template, key):
+        features_apply, self.feature_params = features
+        reference = fid.Reference.from_stats(*target.reference_stats)
+        fn = evolution.fitness_fn(cfg.sampler, target.schedule, target.apply_skip, features_apply, reference,
+                                  clip_denoised=cfg.base.clip_denoised, template=template)
+        devices = jax.devices()
+        chunk = cfg.chunk_size or max(1, cfg.chunk_images // cfg.fitness_samples)
+        self.chunk = -(-chunk // len(devices)) * len(devices)  # a multiple of the device count
+        if len(devices) > 1:  # candidates sharded over a 1-D mesh; noise and parameters replicated
+            mesh = Mesh(np.asarray(devices), ("candidates",))
+            split, whole = NamedSharding(mesh, PartitionSpec("candidates")), NamedSharding(mesh, PartitionSpec())
+            self.fn = jax.jit(fn, in_shardings=(split, split, whole, whole, whole, whole),
+                              out_shardings=(split, split))
+        else:
+            self.fn = jax.jit(fn)
+        k_noise, self.key = jax.random.split(key)
+        self.noise = jax.random.normal(k_noise, (cfg.fitness_samples,) + tuple(target.image_shape))
+        self.model_params = target.params
+        self.fitness_samples = cfg.fitness_samples
+
+    def __call__(self, genomes, *, desc: str = "candidates") -> np.ndarray:
+        """FID of each genome (+inf where the sampler produced NaN or inf)."""
+        out = np.full(len(genomes), np.inf)
+        by_k: dict[int, list[int]] = {}
+        for i, g in enumerate(genomes):
+            by_k.setdefault(g.num_steps, []).append(i)
+        pending = []
+        for k, idx in sorted(by_k.items()):
+            for start in range(0, len(idx), self.chunk):
+                part = idx[start:start + self.chunk]
+                members = [genomes[i] for i in part]
+                members += [members[-1]] * (self.chunk - len(members))  # one compiled shape per K
+                t, masks = evolution.stack(members)
+                pending.append((part, self.fn(jnp.asarray(t), jnp.asarray(masks), self.noise, self.key,
+                                              self.model_params, self.feature_params)))
+        for part, (fids, bad) in tqdm(pending, desc=desc, unit="chunk", leave=False):
+            fids, bad = np.asarray(fids, np.float64)[:len(part)], np.asarray(bad)[:len(part)]
+            out[part] = np.where((bad == 0) & np.isfinite(fids), fids, np.inf)
+        return out
+
+
+def check_run_description(rundir: str, description: dict) -> None:
+    description = json.loads(json.dumps(description))
+    path = os.path.join(rundir, "run.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            previous = json.load(f)
+        if previous != description:
+            changed = sorted(k for k in description if previous.get(k) != description[k])
+            raise ValueError(f"{rundir} holds a search with a different configuration ({', '.join(changed)} "
+                             "changed). Use a new --workdir, or delete that run directory to search again.")
+        return
+    with open(path, "w") as f:
+        json.dump(description, f, indent=2)
+
+
+def run_search(name: str, cfg: EvolutionConfig, space: evolution.Space, search: evolution.SearchConfig,
+               seed: evolution.Genome, evaluate: Evaluator, key, rundir: str) -> tuple[evolution.SearchState, dict]:
+    """Runs (or resumes) one search to its last generation; returns the final state and its cost record."""
+    os.makedirs(rundir, exist_ok=True)
+    check_run_description(rundir, {
+        "search": name, "space": dataclasses.asdict(space), "config": dataclasses.asdict(search),
+        "sampler": cfg.sampler, "ggdm_sampler": cfg.ggdm_sampler, "fitness_samples": cfg.fitness_samples,
+        "seed": cfg.base.seed, "seed_stride": cfg.seed_stride, "model": cfg.base.model,
+        "checkpoint": cfg.base.checkpoint, "clip_denoised": cfg.base.clip_denoised})
+    record_path = os.path.join(rundir, "search.json")
+    mngr = ocp.CheckpointManager(os.path.abspath(os.path.join(rundir, "checkpoints")),
+                                 options=ocp.CheckpointManagerOptions(max_to_keep=2))
+    state, previous = evolution.SearchState(key=key), {"wall_time_s": 0.0}
+    if mngr.latest_step() is not None:
+        state = evolution.SearchState.from_arrays(mngr.restore(mngr.latest_step(), args=ocp.args.StandardRestore()))
+        if os.path.exists(os.path.join(rundir, "progress.json")):
+            with open(os.path.join(rundir, "progress.json")) as f:
+                previous = json.load(f)
+    writer = writers.MetricWriter(rundir)
+    started = time.time()
+    try:
+        with tqdm(total=search.generations, initial=state.generation, desc=f"evolution-{name}",
+                  unit="gen") as bar:
+            while state.generation < search.generations:
+                g = state.generation
+                candidates, frac = evolution.propose(state, search, space, seed)
+                fitness = evaluate(candidates, desc=f"generation {g}")
+                state = evolution.record(state, search, candidates, fitness)
+                best_genome, best = state.best(1)[0]
+                finite = fitness[np.isfinite(fitness)]
+                writer.write_scalars(g, {
+                    "best_fid": best, "generation_best_fid": finite.min() if len(finite) else np.inf,
+                    "candidates": len(candidates), "evaluated": len(state.genomes), "skip_fraction": frac,
+                    "best_steps": best_genome.num_steps, "best_block_executions": best_genome.block_executions})
+                mngr.save(state.generation, args=ocp.args.StandardSave(
+                    state.to_arrays(space.max_steps, space.num_blocks)), force=True)
+                mngr.wait_until_finished()
+                with open(os.path.join(rundir, "progress.json"), "w") as f:
+                    json.dump({"wall_time_s": previous["wall_time_s"] + time.time() - started}, f)
+                bar.set_postfix({"best_fid": f"{best:.4g}", "K": best_genome.num_steps,
+                                 "blocks": best_genome.block_executions})
+                bar.update(1)
+    finally:
+        mngr.wait_until_finished()
+        mngr.close()
+        writer.close()
+    if os.path.exists(record_path):  # a finished search: its cost was recorded when it finished
+        with open(record_path) as f:
+            return state, json.load(f)
+    n = cfg.fitness_samples
+    record = {
+        "wall_time_s": previous["wall_time_s"] + time.time() - started,
+        "generations": state.generation,
+        "candidates_evaluated": len(state.genomes),
+        # Network calls, counted per image: each candidate samples `fitness_samples` images in K steps. The
+        # evaluator computes every block and discards the skipped ones (traced masks), so all L run.
+        "network_evaluations": int(sum(g.num_steps for g in state.genomes) * n),
+        "block_executions_counted": int(sum(g.block_executions for g in state.genomes) * n),
+        "fitness_samples": n,
+        "chunk_size": evaluate.chunk,
+        "device": jax.devices()[0].device_kind,
+        "num_devices": jax.device_count(),
+        "best_fitness_by_generation": state.best_by_generation(),
+        "stage1_end": state.stage1_end,
+    }
+    with open(record_path, "w") as f:
+        json.dump(record, f, indent=2)
+    return state, record
+
+
+def deployed_sample_fn(sampler: export.EvolvedSampler, target: targets.Target):
+    """(model params, x_K, key) -> (x_0, info), the skip lists static: the baselines' sampling signature."""
+    return jax.jit(lambda p, x, key: sampler.sample(
+        lambda x_, t_, skip: target.apply_skip(p, x_, t_, None, skip), x, key, return_info=True))
+
+
+def score_sampler(sampler, target, noise_bank, key, batch_size) -> tuple[np.ndarray, float]:
+    fn = deployed_sample_fn(sampler, target)
+    baselines.compile_for_bank(fn, target.params, noise_bank, key, batch_size)
+    start = time.perf_counter()
+    samples = baselines.sample_in_batches(fn, target.params, noise_bank, key, batch_size)
+    return samples, time.perf_counter() - start
+
+
+def _features(cfg: EvolutionConfig, target: targets.Target):
+    """(apply, params) of the fitness's feature extractor: the same space as the held-out scores."""
+    if cfg.base.model == "gmm":
+        return (lambda p, x: x.reshape(x.shape[0], -1)), {}
+    ext = features_lib.get("digits") if cfg.base.model == "digits" else features_lib.from_config(cfg.base.features)
+    return ext.apply, ext.params
+
+
+def run(config, workdir: str) -> dict:
+    cfg = EvolutionConfig.from_config(config)
+    target, noise_bank, key_sampler = baselines.setup(cfg.base, workdir)
+    T, L, k = target.schedule.num_timesteps, target.num_blocks, cfg.num_steps
+    schedules.timesteps(target.schedule, "linear", k)  # K out of range fails before any search
+    if target.features is None:
+        raise ValueError("The search scores candidates by FID: set config.features (the feature network) and "
+                         "config.reference_stats.")
+    if target.apply_skip is None:
+        raise ValueError(f"The {target.name} model cannot skip blocks or be searched.")
+    spaces = {name: search_space(cfg, name, T, L) for name in cfg.searches}  # bad settings fail before any work
+    template = load_template(cfg, target)
+    key = jax.random.fold_in(jax.random.key(cfg.base.seed), 11)  # distinct from the held-out bank's keys
+    evaluate = Evaluator(cfg, target, _features(cfg, target), template, jax.random.fold_in(key, 0))
+    seed = seed_genome(cfg, target.schedule, L)
+    rows, costs = [], {}
+    for name in cfg.searches:
+        space, search = spaces[name]
+        method = f"evolution-{name}"
+        rundir = os.path.join(workdir, "runs", f"{method}_K{k}")
+        state, cost = run_search(name, cfg, space, search, seed, evaluate,
+                                 jax.random.fold_in(key, zlib.crc32(method.encode())), rundir)
+        winner, fitness = state.best(1)[0]
+        export_path = os.path.join(rundir, "sampler.safetensors")
+        info = {"search": name, "fitness": fitness, "fitness_samples": cfg.fitness_samples, "budget": space.budget,
+                **{k_: cost[k_] for k_ in ("wall_time_s", "candidates_evaluated", "network_evaluations", "device")}}
+        if template is not None:
+            template = template.replace(base_times=winner.timesteps.astype(np.float64))
+        export.save_evolved_sampler(export_path, winner.timesteps, winner.skip, kind=cfg.sampler,
+                                    schedule=target.schedule, clip_denoised=cfg.base.clip_denoised,
+                                    ggdm_params=template, info=info)
+        sampler = export.load_sampler(export_path, num_blocks=L)
+        samples, wall = score_sampler(sampler, target, noise_bank, key_sampler, cfg.base.batch_size)
+        row = {**baselines._row(method, winner.num_steps, winner.num_steps, target.score(samples), len(samples),
+                                wall, cfg.base),
+               "device": jax.devices()[0].device_kind, "sampler": cfg.sampler, "search_fitness": fitness,
+               "timesteps": winner.timesteps.tolist(), "skip": [list(s) for s in winner.skip_lists()],
+               "block_executions": winner.block_executions, "budget": space.budget, "search": cost,
+               "export": os.path.relpath(export_path, workdir)}
+        if winner.skip.any():  # the same timesteps without pruning: what skipping the blocks saves
+            unpruned = dataclasses.replace(sampler, skip=((),) * winner.num_steps)
+            _, row["wall_time_unpruned_s"] = score_sampler(unpruned, target, noise_bank, key_sampler,
+                                                          cfg.base.batch_size)
+        baselines.save_samples(workdir, method, winner.num_steps, samples)
+        rows.append(row)
+        costs[method] = cost
+    rows += baselines.baseline_rows(cfg.base, target, noise_bank, key_sampler, workdir)
+    results = baselines.finish(cfg.base, target, rows, workdir, sampler=cfg.sampler,
+                               fitness_samples=cfg.fitness_samples)
+    plots.search_progress(costs, os.path.join(workdir, "search_progress.png"))
+    plots.timesteps(rows, target.schedule, cfg.base.methods, os.path.join(workdir, "timesteps.png"))
+    return results
