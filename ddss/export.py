@@ -99,10 +99,12 @@ class EvolvedSampler:
 def save_evolved_sampler(path: str, timesteps, skip_mask, *, kind: str, schedule: schedules.Schedule,
                          clip_denoised: bool, ggdm_params: ggdm.GGDMParams | None = None,
                          info: dict | None = None) -> None:
-    """Writes a searched sampler: timesteps [K] (integers), skip mask [K, L], the sampler kind."""
-    t, mask = np.asarray(timesteps), np.asarray(skip_mask, bool)
-    if mask.ndim != 2 or mask.shape[0] != len(t):
-        raise ValueError(f"skip_mask must have shape [K, L] with K = {len(t)}, got {mask.shape}.")
+    """Writes a searched sampler: timesteps [K] (integers; stored noisiest first, each skip row kept with
+    its timestep), skip mask [K, L] (True = skip), the sampler kind."""
+    from ddss.search import evolution
+
+    genome = evolution.make_genome(timesteps, skip_mask)  # sorted, each skip row with its timestep
+    t, mask = genome.timesteps, genome.skip
     tensors = {"timesteps": t.astype(np.int64), "skip_mask": mask.astype(np.uint8),
                "schedule": {"log_alpha_bar_table": np.asarray(schedule.log_alpha_bar_table, np.float64)}}
     meta = {"kind": EVOLVED_KIND, "format_version": FORMAT_VERSION, "sampler": kind, "num_steps": len(t),
@@ -126,8 +128,8 @@ def _load_evolved(path: str, tensors: dict, meta: dict, num_blocks: int | None) 
                          "this model.")
     schedule = schedules.Schedule(log_alpha_bar_table=tensors["schedule"]["log_alpha_bar_table"])
     try:
-        evolution.check(evolution.make_genome(t, mask),
-                        evolution.Space.fixed(schedule.num_timesteps, mask.shape[1], len(t)))
+        genome = evolution.Genome(t.astype(np.int32), mask)
+        evolution.check(genome, evolution.Space.fixed(schedule.num_timesteps, mask.shape[1], len(t)))
     except ValueError as e:
         raise params_io.WeightFileError(f"{path} does not hold a valid searched sampler: {e}") from None
     template = None
@@ -137,7 +139,7 @@ def _load_evolved(path: str, tensors: dict, meta: dict, num_blocks: int | None) 
     elif meta["sampler"] == "ggdm":
         template = ggdm.init(schedule, t.astype(np.float64), family="ggdm", base="dpm_solver++")
     evolution.check_sampler(meta["sampler"], template)
-    return EvolvedSampler(kind=meta["sampler"], timesteps=t, skip=evolution.make_genome(t, mask).skip_lists(),
+    return EvolvedSampler(kind=meta["sampler"], timesteps=t, skip=genome.skip_lists(),
                           num_blocks=int(meta["num_blocks"]), schedule=schedule,
                           clip_denoised=bool(meta["clip_denoised"]), ggdm_params=template, metadata=meta)
 

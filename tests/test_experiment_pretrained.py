@@ -157,3 +157,29 @@ def test_cifar10_ddss_config_runs_end_to_end_on_a_diffusers_checkpoint(cifar_ass
 def test_cifar10_ddss_needs_reference_features_for_kid(cifar_assets, tmp_path):
     with pytest.raises(ValueError, match="KID loss needs real-data features.*save_features=True"):
         experiments.run(_cifar10_ddss_config(cifar_assets), str(tmp_path / "work"))
+
+
+def test_cifar10_evolution_config_runs_end_to_end_on_a_diffusers_checkpoint(cifar_assets, tmp_path):
+    """configs/cifar10_evolution.py: the joint search (timesteps + skipped blocks) on a tiny random-weight
+    UNet2DModel, FID fitness through the (random-weight) FID Inception against mock-cifar10 statistics,
+    the winner exported and rescored with its skip lists static."""
+    from configs import cifar10_evolution
+    from ddss import load_sampler
+
+    weights, ref_path, _, checkpoint = cifar_assets
+    config = _small(cifar10_evolution.get_config(), checkpoint=checkpoint, num_samples=4, reference_stats=ref_path,
+                    methods=(), fitness_samples=2, chunk_size=4, searches=("joint",))
+    config.features.weights = weights
+    config.features.batch_size = 4
+    config.search.update(population=4, parents=2, mutants=1, crossovers=1, generations=2, seed_mutants=1,
+                         stage1_generations=1, ramp_generations=1)
+    config.joint.max_steps = 3  # K = 2 or 3: two compiled chunk shapes
+    results = experiments.run(config, str(tmp_path / "work"))
+    rows = {r["method"]: r for r in results["rows"]}
+    assert set(rows) == {"evolution-joint", "ddpm-3"}
+    row = rows["evolution-joint"]
+    assert row["feature_space"] == "inception" and np.isfinite(row["fid"]) and row["budget"] == 2 * 18
+    assert row["block_executions"] <= 36 and row["K"] in (2, 3)
+    assert row["search"]["candidates_evaluated"] == 8 and row["search"]["stage1_end"] == 1
+    sampler = load_sampler(str(tmp_path / "work" / row["export"]), num_blocks=18)
+    assert [list(s) for s in sampler.skip] == row["skip"] and sampler.clip_denoised is True

@@ -141,6 +141,15 @@ def load_template(cfg: EvolutionConfig, target: targets.Target):
     return template
 
 
+def chunk_size(cfg: EvolutionConfig, num_devices: int = 1) -> int:
+    """Candidates per vmapped call: at most `chunk_size` (or `chunk_images // fitness_samples`, what fits
+    in memory), split evenly so a generation needs little padding, rounded to the device count."""
+    most = cfg.chunk_size or max(1, cfg.chunk_images // cfg.fitness_samples)
+    calls = -(-cfg.search.population // most)
+    chunk = -(-cfg.search.population // calls)
+    return -(-chunk // num_devices) * num_devices
+
+
 class Evaluator:
     """Scores genomes: chunks of same-K candidates, one jitted vmapped call each, fixed noise bank."""
 
@@ -150,8 +159,7 @@ class Evaluator:
         fn = evolution.fitness_fn(cfg.sampler, target.schedule, target.apply_skip, features_apply, reference,
                                   clip_denoised=cfg.base.clip_denoised, template=template)
         devices = jax.devices()
-        chunk = cfg.chunk_size or max(1, cfg.chunk_images // cfg.fitness_samples)
-        self.chunk = -(-chunk // len(devices)) * len(devices)  # a multiple of the device count
+        self.chunk = chunk_size(cfg, len(devices))
         if len(devices) > 1:  # candidates sharded over a 1-D mesh; noise and parameters replicated
             mesh = Mesh(np.asarray(devices), ("candidates",))
             split, whole = NamedSharding(mesh, PartitionSpec("candidates")), NamedSharding(mesh, PartitionSpec())

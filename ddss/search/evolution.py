@@ -144,12 +144,16 @@ def _rng(key) -> np.random.Generator:
     return np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
 
 
-def _unused(rng: np.random.Generator, used: np.ndarray, num_timesteps: int) -> int:
-    """A uniformly drawn timestep in [0, T−1] not in `used` (T > len(used) is guaranteed by Space)."""
-    while True:  # rejection: `used` holds at most K ≪ T values
-        t = int(rng.integers(num_timesteps))
-        if t not in used:
-            return t
+def _unused(rng: np.random.Generator, used, num_timesteps: int) -> int | None:
+    """A uniformly drawn timestep in [0, T−1] not in `used`; None when every timestep is used."""
+    used = set(int(u) for u in np.asarray(used).reshape(-1))
+    if len(used) * 2 < num_timesteps:  # rejection is fast while most values are free
+        while True:
+            t = int(rng.integers(num_timesteps))
+            if t not in used:
+                return t
+    free = np.setdiff1d(np.arange(num_timesteps), np.fromiter(used, int, len(used)))
+    return int(rng.choice(free)) if len(free) else None
 
 
 def repair(key, genome: Genome, space: Space, max_skip_fraction: float) -> Genome:
@@ -203,18 +207,25 @@ def mutate(key, genome: Genome, space: Space, max_skip_fraction: float, *, prob:
     k_t, k_s, k_len, k_rep = jax.random.split(key, 4)
     rng = _rng(k_t)
     t, s = genome.timesteps.copy(), genome.skip.copy()
+    used = t.tolist()  # new values avoid every parent timestep and each other
     for i in np.flatnonzero(rng.random(len(t)) < prob):
-        t[i] = _unused(rng, t, space.num_timesteps)
+        new = _unused(rng, used, space.num_timesteps)
+        if new is None:  # T is small: fall back to any value the child does not hold
+            new = _unused(rng, t, space.num_timesteps)
+        if new is not None:
+            t[i] = new
+            used.append(new)
     if max_skip_fraction > 0:
         s ^= _rng(k_s).random(s.shape) < skip_prob
     if space.min_steps < space.max_steps:
         rng = _rng(k_len)
         if rng.random() < length_prob:
-            if (rng.random() < 0.5 and len(t) < space.max_steps) or len(t) == space.min_steps:
-                t = np.append(t, _unused(rng, t, space.num_timesteps))
+            new = _unused(rng, t, space.num_timesteps)
+            if new is not None and ((rng.random() < 0.5 and len(t) < space.max_steps) or len(t) == space.min_steps):
+                t = np.append(t, new)
                 row = rng.random(space.num_blocks) < (s.mean() if max_skip_fraction > 0 else 0.0)
                 s = np.concatenate([s, row[None]])
-            else:
+            elif len(t) > space.min_steps:
                 drop = int(rng.integers(len(t)))
                 t, s = np.delete(t, drop), np.delete(s, drop, axis=0)
     return repair(k_rep, make_genome(t, s), space, max_skip_fraction)
