@@ -28,9 +28,9 @@ def get_config():
     config.chunk_size = 0
     config.chunk_images = 8000
     config.seed_stride = "linear"
-    config.searches = ("timesteps", "joint")
+    config.searches = (("timesteps", 4), ("joint", 4))  # (kind, budget in full steps)
     config.search = ml_collections.ConfigDict(dict(
         population=50, parents=10, mutants=25, crossovers=15, generations=10, mutation_prob=0.25, skip_prob=0.05,
         length_prob=0.2, seed_mutants=10, stage1_generations=5, stall_generations=2, ramp_generations=3))
-    config.joint = ml_collections.ConfigDict(dict(max_skip_fraction=0.5, free_steps=True, max_steps=0))
+    config.joint = ml_collections.ConfigDict(dict(max_skip_fraction=0.5, free_steps=True, extra_steps=2))
     return config

@@ -1,14 +1,18 @@
-"""AutoDiffusion on the embedded digits model: the best K = 4 timesteps for DDIM (timestep-only
-search), and timesteps plus per-step block skipping under the same budget of 4 full steps (joint
-search, where pruning may buy a fifth or sixth step), against DDIM-uniform and DPM-Solver++ at K = 4.
+"""AutoDiffusion on the embedded digits model, DDIM (η = 0) sampler, against DDIM-uniform and
+DPM-Solver++ at K = 3 and 4:
+  evolution-timesteps, budget 4 steps: the best 4 timesteps (full network);
+  evolution-timesteps, budget 3 steps: the best 3 timesteps (full network), 3·L = 54 block executions;
+  evolution-joint, budget 3 steps: timesteps and per-step skipped blocks within the same 54 block
+      executions, where pruning may buy a fourth or fifth step.
 
   python -m ddss.main --config=configs/digits_evolution.py --workdir=/tmp/digits_evolution
 
 Fitness: FID in the digits classifier's space of 256 samples from one fixed noise bank, against all
 1797 digits; 20 candidates per generation, 10 generations, parents = the best 6 ever evaluated. The
-joint search keeps the full network for its first 4 generations (or until the best stalls for 2),
-then allows up to half the blocks to be skipped, ramped over 3 generations. Every row is scored on
-2000 held-out samples with the float64 FID. About 12 minutes on 2 CPU cores.
+joint search shares its stage 1 (4 generations of timesteps with the full network) with the
+timestep search of the same budget, then branches off it and allows up to half the blocks to be
+skipped, ramped over 3 generations: both end with 10 generations, 200 candidates. Every row is
+scored on 2000 held-out samples with the float64 FID. About 10 minutes on 2 CPU cores.
 """
 import ml_collections
 
@@ -18,7 +22,7 @@ from configs import digits_baselines
 def get_config():
     config = digits_baselines.get_config()
     config.experiment = "evolution"
-    config.num_steps = (4,)
+    config.num_steps = (3, 4)  # the baselines' K
     config.methods = ("ddim-linear", "dpm-solver++(2m)-logsnr")
     config.sampler = "ddim"  # ddim | dpm_solver++ | ggdm
     config.ggdm_sampler = ""  # sampler = "ggdm": an exported DDSS sampler without +time ("" = DPM-Solver++ as GGDM)
@@ -26,9 +30,9 @@ def get_config():
     config.chunk_size = 0  # 0: chunk_images // fitness_samples candidates per vmapped call
     config.chunk_images = 4096
     config.seed_stride = "linear"
-    config.searches = ("timesteps", "joint")
+    config.searches = (("timesteps", 4), ("timesteps", 3), ("joint", 3))  # (kind, budget in full steps)
     config.search = ml_collections.ConfigDict(dict(
         population=20, parents=6, mutants=8, crossovers=6, generations=10, mutation_prob=0.25, skip_prob=0.05,
         length_prob=0.2, seed_mutants=5, stage1_generations=4, stall_generations=2, ramp_generations=3))
-    config.joint = ml_collections.ConfigDict(dict(max_skip_fraction=0.5, free_steps=True, max_steps=0))
+    config.joint = ml_collections.ConfigDict(dict(max_skip_fraction=0.5, free_steps=True, extra_steps=2, branch=True))
     return config

@@ -21,9 +21,9 @@ def get_config():
     config.chunk_size = 4
     config.chunk_images = 4096
     config.seed_stride = "linear"
-    config.searches = ("timesteps",)
+    config.searches = (("timesteps", 3),)
     config.search = ml_collections.ConfigDict(dict(
         population=8, parents=3, mutants=3, crossovers=2, generations=4, mutation_prob=0.25, skip_prob=0.05,
         length_prob=0.2, seed_mutants=2, stage1_generations=2, stall_generations=2, ramp_generations=2))
-    config.joint = ml_collections.ConfigDict(dict(max_skip_fraction=0.5, free_steps=True, max_steps=0))
+    config.joint = ml_collections.ConfigDict(dict(max_skip_fraction=0.5, free_steps=True, extra_steps=2))
     return config

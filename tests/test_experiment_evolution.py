@@ -2,7 +2,6 @@
 export, exact resume after a kill, and one clear error per bad input."""
 import json
 
-import jax
 import numpy as np
 import pytest
 
@@ -36,7 +35,7 @@ def test_results_contract_and_search_cost(whole_run):
     assert row["search_fitness"] == pytest.approx(best[-1])
     # The search beats its own seed (DDIM-uniform) on held-out noise.
     assert row["fid"] < rows[("ddim-linear", 3)]["fid"]
-    metrics = [json.loads(line) for line in (workdir / "runs" / "evolution-timesteps_K3" / "metrics.jsonl").open()]
+    metrics = [json.loads(line) for line in (workdir / "runs" / "evolution-timesteps_B3" / "metrics.jsonl").open()]
     assert [m["step"] for m in metrics] == [0, 1, 2, 3] and [m["best_fid"] for m in metrics] == pytest.approx(best)
     for name in ("search_progress.png", "timesteps.png", "fid_vs_k.png", "grids/evolution-timesteps_K3.png"):
         assert (workdir / name).exists()
@@ -73,7 +72,7 @@ def test_a_killed_search_resumes_to_the_same_result(whole_run, tmp_path, monkeyp
     with pytest.raises(KeyboardInterrupt):
         experiments.run(gmm_evolution_test.get_config(), str(tmp_path))
     monkeypatch.setattr(evo_exp.Evaluator, "__call__", real_call)
-    metrics = tmp_path / "runs" / "evolution-timesteps_K3" / "metrics.jsonl"
+    metrics = tmp_path / "runs" / "evolution-timesteps_B3" / "metrics.jsonl"
     assert len(metrics.read_text().splitlines()) == 2  # generations 0 and 1 were checkpointed
     resumed = experiments.run(gmm_evolution_test.get_config(), str(tmp_path))
     a = next(r for r in results["rows"] if r["method"] == "evolution-timesteps")
@@ -82,7 +81,7 @@ def test_a_killed_search_resumes_to_the_same_result(whole_run, tmp_path, monkeyp
     assert b["search"]["best_fitness_by_generation"] == a["search"]["best_fitness_by_generation"]
     assert b["search"]["candidates_evaluated"] == a["search"]["candidates_evaluated"]
     # The whole memo matches, genome for genome, in evaluation order.
-    load = lambda d: evo_exp.evolution.SearchState.from_arrays(_latest_arrays(d / "runs" / "evolution-timesteps_K3"))
+    load = lambda d: evo_exp.evolution.SearchState.from_arrays(_latest_arrays(d / "runs" / "evolution-timesteps_B3"))
     sa, sb = load(workdir), load(tmp_path)
     assert [g.key for g in sa.genomes] == [g.key for g in sb.genomes] and sa.fitness == sb.fitness
 
@@ -108,11 +107,12 @@ def test_bad_inputs_get_one_clear_error_each(tmp_path):
     with pytest.raises(ValueError, match="population \\(2\\) is smaller than the parent count \\(3\\)"):
         experiments.run(config, str(tmp_path))
     config = gmm_evolution_test.get_config()
-    config.num_steps = (1200,)
+    config.searches = (("timesteps", 1200),)
     with pytest.raises(ValueError, match="1200"):
         experiments.run(config, str(tmp_path))
+    assert not (tmp_path / "runs").exists()  # refused before any search
     config = gmm_evolution_test.get_config()
-    config.searches = ("joint",)
+    config.searches = (("joint", 3),)
     with pytest.raises(ValueError, match="no skippable blocks.*searches=\\('timesteps',\\)"):
         experiments.run(config, str(tmp_path))
     config = gmm_evolution_test.get_config()
@@ -144,3 +144,25 @@ def test_an_export_for_another_network_is_refused(whole_run, tmp_path):
     params_io.save(path, tensors, meta)
     with pytest.raises(params_io.WeightFileError, match="does not hold a valid searched sampler.*strictly decreasing"):
         load_sampler(path)
+
+
+def test_candidates_sharded_over_two_devices_give_the_same_search(whole_run, tmp_path):
+    """With two (host) devices the chunk axis is sharded over a mesh; every candidate's fitness, and
+    so the whole search, is unchanged."""
+    import subprocess
+    import sys
+
+    workdir, results = whole_run
+    script = ("import json, sys; from configs import gmm_evolution_test; from ddss import experiments; "
+              "import jax; assert jax.device_count() == 2; "
+              f"r = experiments.run(gmm_evolution_test.get_config(), {str(tmp_path)!r}); "
+              "print(json.dumps([x for x in r['rows'] if x['method'] == 'evolution-timesteps'][0]))")
+    env = {**__import__("os").environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True,
+                         cwd=str(__import__("pathlib").Path(__file__).parents[1]))
+    sharded = json.loads(out.stdout.strip().splitlines()[-1])
+    single = next(r for r in results["rows"] if r["method"] == "evolution-timesteps")
+    assert sharded["search"]["num_devices"] == 2 and sharded["search"]["chunk_size"] % 2 == 0
+    assert sharded["timesteps"] == single["timesteps"]
+    np.testing.assert_allclose(sharded["search"]["best_fitness_by_generation"],
+                               single["search"]["best_fitness_by_generation"], rtol=1e-5)

@@ -168,12 +168,12 @@ def test_cifar10_evolution_config_runs_end_to_end_on_a_diffusers_checkpoint(cifa
 
     weights, ref_path, _, checkpoint = cifar_assets
     config = _small(cifar10_evolution.get_config(), checkpoint=checkpoint, num_samples=4, reference_stats=ref_path,
-                    methods=(), fitness_samples=2, chunk_size=4, searches=("joint",))
+                    methods=(), fitness_samples=2, chunk_size=4, searches=(("joint", 2),))
     config.features.weights = weights
     config.features.batch_size = 4
     config.search.update(population=4, parents=2, mutants=1, crossovers=1, generations=2, seed_mutants=1,
                          stage1_generations=1, ramp_generations=1)
-    config.joint.max_steps = 3  # K = 2 or 3: two compiled chunk shapes
+    config.joint.extra_steps = 1  # K = 2 or 3: two compiled chunk shapes
     results = experiments.run(config, str(tmp_path / "work"))
     rows = {r["method"]: r for r in results["rows"]}
     assert set(rows) == {"evolution-joint", "ddpm-3"}

@@ -2,16 +2,17 @@
 
   python -m ddss.main --config=configs/digits_evolution.py --workdir=DIR
 
-For each search in `config.searches` ("timesteps": the full network at K steps; "joint": timesteps
-and skip sets under the same budget of K·L block executions, where pruning may buy extra steps),
-runs the search under DIR/runs/evolution-<search>_K<K>/:
+Each entry (kind, S) of `config.searches` is one search under a budget of S full steps, S·L block
+executions: ("timesteps", S) searches S timesteps with the full network; ("joint", S) searches
+timesteps and per-step skip sets, where pruning may buy up to `joint.extra_steps` more steps. Each
+runs under DIR/runs/evolution-<kind>_B<S>/:
   checkpoints/           orbax: the whole search state (every genome evaluated with its fitness and
                          generation, the stage, the key), saved after every generation
   metrics.jsonl, tensorboard/  best and generation-best FID, candidates evaluated, pruning allowance
   sampler.safetensors    the winner, for `ddss.load_sampler` (skip lists compiled statically)
   search.json            the search cost: wall time, candidates, network evaluations, device
-then scores each winner (its deployed, statically pruned sampler) and the baselines at the same K
-on the held-out noise bank with the float64 FID, and writes results.json, samples/, grids/,
+then scores each winner (its deployed, statically pruned sampler) and the baselines at the K of
+`config.num_steps` on the held-out noise bank with the float64 FID, and writes results.json, samples/, grids/,
 search_progress.png (best FID per generation) and timesteps.png.
 
 Fitness: the float32 jitted FID of `fitness_samples` samples from one fixed noise bank (common
@@ -43,7 +44,6 @@ from ddss import export, schedules
 from ddss.experiments import baselines, plots, targets, writers
 from ddss.metrics import features as features_lib
 from ddss.metrics import fid
-from ddss.samplers import raise_if_nonfinite
 from ddss.search import evolution
 
 _KEYS = ("sampler", "ggdm_sampler", "fitness_samples", "chunk_size", "chunk_images", "seed_stride", "searches",
@@ -54,8 +54,11 @@ SEARCHES = ("timesteps", "joint")
 @dataclasses.dataclass(frozen=True)
 class JointConfig:
     max_skip_fraction: float = 0.5  # the most blocks (over all steps) the joint search may skip
-    free_steps: bool = True  # pruning may buy steps: K ranges over [num_steps, max_steps] under the budget
-    max_steps: int = 0  # 0: num_steps + 2
+    free_steps: bool = True  # pruning may buy steps: K ranges over [S, S + extra_steps] under the budget
+    extra_steps: int = 2
+    # Stage 1 of a joint search is a timestep search: share it with the ("timesteps", S) search of the same
+    # budget when the run has one (the joint search branches off it after stage1_generations).
+    branch: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,23 +72,25 @@ class EvolutionConfig:
     chunk_size: int = 0  # candidates per vmapped call; 0: chunk_images // fitness_samples
     chunk_images: int = 4096
     seed_stride: str = "linear"  # generation 0's seed: DDIM-uniform
-    searches: tuple[str, ...] = SEARCHES
+    searches: tuple[tuple[str, int], ...] = (("timesteps", 4), ("joint", 4))  # (kind, budget in full steps)
 
     @classmethod
     def from_config(cls, config) -> "EvolutionConfig":
         c = config.to_dict() if hasattr(config, "to_dict") else dict(config)
         base = baselines.BaselinesConfig.from_config(ml_collections.ConfigDict(
             {k: v for k, v in c.items() if k not in _KEYS}))
-        if len(base.num_steps) != 1:
-            raise ValueError(f"An evolution run searches one K; got num_steps = {base.num_steps}. Run once per K.")
         search = evolution.SearchConfig(**c.get("search", {}))
         joint = JointConfig(**c.get("joint", {}))
         rest = {k: c[k] for k in ("sampler", "ggdm_sampler", "fitness_samples", "chunk_size", "chunk_images",
                                   "seed_stride") if k in c}
-        searches = tuple(c.get("searches", SEARCHES))
+        searches = tuple(tuple(s) for s in c.get("searches", cls.searches))
         for s in searches:
-            if s not in SEARCHES:
-                raise ValueError(f"Unknown search {s!r}; choose from {SEARCHES}.")
+            if len(s) != 2 or s[0] not in SEARCHES or int(s[1]) < 1:
+                raise ValueError(f"config.searches entries are (kind, steps) with kind in {SEARCHES} and steps ≥ 1; "
+                                 f"got {s!r}.")
+        searches = tuple((kind, int(steps)) for kind, steps in searches)
+        if len(set(searches)) != len(searches):
+            raise ValueError(f"config.searches lists a search twice: {searches}.")
         cfg = cls(base=base, search=search, joint=joint, searches=searches, **rest)
         evolution.check_sampler(cfg.sampler)
         if cfg.seed_stride not in schedules.STRIDES:
@@ -96,14 +101,9 @@ class EvolutionConfig:
             raise ValueError(f"joint.max_skip_fraction must lie in (0, 1], got {cfg.joint.max_skip_fraction}.")
         return cfg
 
-    @property
-    def num_steps(self) -> int:
-        return self.base.num_steps[0]
 
-
-def search_space(cfg: EvolutionConfig, name: str, num_timesteps: int, num_blocks: int) -> tuple:
-    """(Space, SearchConfig) of one search. Both searches get the budget of K full steps."""
-    k = cfg.num_steps
+def search_space(cfg: EvolutionConfig, name: str, k: int, num_timesteps: int, num_blocks: int) -> tuple:
+    """(Space, SearchConfig) of one search with the budget of k full steps."""
     budget = k * num_blocks
     if name == "timesteps":
         return evolution.Space.fixed(num_timesteps, num_blocks, k), dataclasses.replace(cfg.search,
@@ -113,29 +113,33 @@ def search_space(cfg: EvolutionConfig, name: str, num_timesteps: int, num_blocks
                          "Use searches=('timesteps',).")
     if cfg.sampler == "ggdm" and cfg.joint.free_steps:
         raise ValueError("A GGDM sampler has a fixed K: set joint.free_steps=False for sampler='ggdm'.")
-    max_steps = (cfg.joint.max_steps or k + 2) if cfg.joint.free_steps else k
+    max_steps = k + cfg.joint.extra_steps if cfg.joint.free_steps else k
     space = evolution.Space(num_timesteps, num_blocks, max(budget, num_blocks), k, min(max_steps, num_timesteps))
     return space, dataclasses.replace(cfg.search, max_skip_fraction=cfg.joint.max_skip_fraction)
 
 
-def seed_genome(cfg: EvolutionConfig, schedule, num_blocks: int) -> evolution.Genome:
+def seed_genome(cfg: EvolutionConfig, schedule, num_blocks: int, k: int) -> evolution.Genome:
     """Generation 0's seed: the `seed_stride` timesteps at K, rounded to integers, full network."""
-    t = np.round(schedules.timesteps(schedule, cfg.seed_stride, cfg.num_steps)).astype(np.int64)
+    t = np.round(schedules.timesteps(schedule, cfg.seed_stride, k)).astype(np.int64)
     if np.any(np.diff(t) >= 0):  # rounding merged two times: fall back to the uniform stride
-        t = np.round(schedules.timesteps(schedule, "linear", cfg.num_steps)).astype(np.int64)
+        t = np.round(schedules.timesteps(schedule, "linear", k)).astype(np.int64)
     return evolution.make_genome(t, num_blocks=num_blocks)
 
 
-def load_template(cfg: EvolutionConfig, target: targets.Target):
-    """The GGDM whose times are searched (sampler='ggdm'): an exported sampler, or DPM-Solver++ as a GGDM."""
+def load_template(cfg: EvolutionConfig, target: targets.Target, k: int):
+    """The K-step GGDM whose times are searched (sampler='ggdm'): an exported sampler, or DPM-Solver++
+    as a GGDM."""
     if cfg.sampler != "ggdm":
         return None
     if cfg.ggdm_sampler:
-        loaded = export.load_sampler(os.path.expanduser(cfg.ggdm_sampler), num_steps=cfg.num_steps)
+        loaded = export.load_sampler(os.path.expanduser(cfg.ggdm_sampler))
         template = loaded.params
+        if template.num_steps != k:
+            raise ValueError(f"{cfg.ggdm_sampler} is a K = {template.num_steps} GGDM; a search of {k} steps needs a "
+                             f"K = {k} one (config.searches).")
     else:
         from ddss.samplers import ggdm
-        template = ggdm.init(target.schedule, schedules.timesteps(target.schedule, "linear", cfg.num_steps),
+        template = ggdm.init(target.schedule, schedules.timesteps(target.schedule, "linear", k),
                              family="ggdm", base="dpm_solver++")
     evolution.check_sampler("ggdm", template)
     return template
@@ -209,33 +213,32 @@ def check_run_description(rundir: str, description: dict) -> None:
 
 
 def run_search(name: str, cfg: EvolutionConfig, space: evolution.Space, search: evolution.SearchConfig,
-               seed: evolution.Genome, evaluate: Evaluator, key, rundir: str) -> tuple[evolution.SearchState, dict]:
-    """Runs (or resumes) one search to its last generation; returns the final state and its cost record."""
+               seed: evolution.Genome, evaluate: Evaluator, key, rundir: str, *,
+               start: evolution.SearchState | None = None, branched_from: str = "") -> tuple[evolution.SearchState, dict]:
+    """Runs (or resumes) one search to its last generation, from `start` when given (a branch of another
+    search); returns the final state and its cost record."""
     os.makedirs(rundir, exist_ok=True)
     check_run_description(rundir, {
         "search": name, "space": dataclasses.asdict(space), "config": dataclasses.asdict(search),
         "sampler": cfg.sampler, "ggdm_sampler": cfg.ggdm_sampler, "fitness_samples": cfg.fitness_samples,
         "seed": cfg.base.seed, "seed_stride": cfg.seed_stride, "model": cfg.base.model,
-        "checkpoint": cfg.base.checkpoint, "clip_denoised": cfg.base.clip_denoised})
+        "checkpoint": cfg.base.checkpoint, "clip_denoised": cfg.base.clip_denoised,
+        "branched_from": branched_from, "branched_at": start.generation if start is not None else 0})
     record_path = os.path.join(rundir, "search.json")
     mngr = ocp.CheckpointManager(os.path.abspath(os.path.join(rundir, "checkpoints")),
                                  options=ocp.CheckpointManagerOptions(max_to_keep=2))
-    state, previous = evolution.SearchState(key=key), {"wall_time_s": 0.0}
+    state = start if start is not None else evolution.SearchState(key=key)
     if mngr.latest_step() is not None:
         state = evolution.SearchState.from_arrays(mngr.restore(mngr.latest_step(), args=ocp.args.StandardRestore()))
-        if os.path.exists(os.path.join(rundir, "progress.json")):
-            with open(os.path.join(rundir, "progress.json")) as f:
-                previous = json.load(f)
     writer = writers.MetricWriter(rundir)
-    started = time.time()
     try:
         with tqdm(total=search.generations, initial=state.generation, desc=f"evolution-{name}",
                   unit="gen") as bar:
             while state.generation < search.generations:
-                g = state.generation
+                g, started = state.generation, time.time()
                 candidates, frac = evolution.propose(state, search, space, seed)
                 fitness = evaluate(candidates, desc=f"generation {g}")
-                state = evolution.record(state, search, candidates, fitness)
+                state = evolution.record(state, search, candidates, fitness, time.time() - started)
                 best_genome, best = state.best(1)[0]
                 finite = fitness[np.isfinite(fitness)]
                 writer.write_scalars(g, {
@@ -245,8 +248,6 @@ def run_search(name: str, cfg: EvolutionConfig, space: evolution.Space, search: 
                 mngr.save(state.generation, args=ocp.args.StandardSave(
                     state.to_arrays(space.max_steps, space.num_blocks)), force=True)
                 mngr.wait_until_finished()
-                with open(os.path.join(rundir, "progress.json"), "w") as f:
-                    json.dump({"wall_time_s": previous["wall_time_s"] + time.time() - started}, f)
                 bar.set_postfix({"best_fid": f"{best:.4g}", "K": best_genome.num_steps,
                                  "blocks": best_genome.block_executions})
                 bar.update(1)
@@ -259,8 +260,11 @@ def run_search(name: str, cfg: EvolutionConfig, space: evolution.Space, search: 
             return state, json.load(f)
     n = cfg.fitness_samples
     record = {
-        "wall_time_s": previous["wall_time_s"] + time.time() - started,
+        # Search time, summed over generations (and over the shared generations of a branch).
+        "wall_time_s": float(sum(state.wall_times)),
         "generations": state.generation,
+        "branched_from": branched_from or None,
+        "branched_at": start.generation if start is not None else None,
         "candidates_evaluated": len(state.genomes),
         # Network calls, counted per image: each candidate samples `fitness_samples` images in K steps. The
         # evaluator computes every block and discards the skipped ones (traced masks), so all L run.
@@ -303,25 +307,36 @@ def _features(cfg: EvolutionConfig, target: targets.Target):
 def run(config, workdir: str) -> dict:
     cfg = EvolutionConfig.from_config(config)
     target, noise_bank, key_sampler = baselines.setup(cfg.base, workdir)
-    T, L, k = target.schedule.num_timesteps, target.num_blocks, cfg.num_steps
-    schedules.timesteps(target.schedule, "linear", k)  # K out of range fails before any search
+    T, L = target.schedule.num_timesteps, target.num_blocks
+    for k in cfg.base.num_steps + tuple(k for _, k in cfg.searches):
+        schedules.timesteps(target.schedule, "linear", k)  # K out of range fails before any search
     if target.features is None:
         raise ValueError("The search scores candidates by FID: set config.features (the feature network) and "
                          "config.reference_stats.")
     if target.apply_skip is None:
         raise ValueError(f"The {target.name} model cannot skip blocks or be searched.")
-    spaces = {name: search_space(cfg, name, T, L) for name in cfg.searches}  # bad settings fail before any work
-    template = load_template(cfg, target)
+    # Bad settings fail before any work.
+    spaces = {(name, k): search_space(cfg, name, k, T, L) for name, k in cfg.searches}
+    templates = {k: load_template(cfg, target, k) for _, k in cfg.searches}
     key = jax.random.fold_in(jax.random.key(cfg.base.seed), 11)  # distinct from the held-out bank's keys
-    evaluate = Evaluator(cfg, target, _features(cfg, target), template, jax.random.fold_in(key, 0))
-    seed = seed_genome(cfg, target.schedule, L)
-    rows, costs = [], {}
-    for name in cfg.searches:
-        space, search = spaces[name]
+    evaluators = {}  # one per GGDM template; the other samplers share one (compiled once per K)
+    rows, costs, finished = [], {}, {}
+    for name, k in sorted(cfg.searches, key=lambda s: SEARCHES.index(s[0])):  # timestep searches first
+        space, search = spaces[(name, k)]
+        template = templates[k]
+        which = k if template is not None else None
+        if which not in evaluators:
+            evaluators[which] = Evaluator(cfg, target, _features(cfg, target), template, jax.random.fold_in(key, 0))
         method = f"evolution-{name}"
-        rundir = os.path.join(workdir, "runs", f"{method}_K{k}")
-        state, cost = run_search(name, cfg, space, search, seed, evaluate,
-                                 jax.random.fold_in(key, zlib.crc32(method.encode())), rundir)
+        rundir = os.path.join(workdir, "runs", f"{method}_B{k}")
+        search_key = jax.random.fold_in(key, zlib.crc32(f"{method}_B{k}".encode()))
+        start, parent = None, ""
+        shared = finished.get(("timesteps", k))
+        if name == "joint" and cfg.joint.branch and shared is not None and search.stage1_generations < shared.generation:
+            start, parent = shared.branch(search.stage1_generations, search_key), f"evolution-timesteps_B{k}"
+        state, cost = run_search(name, cfg, space, search, seed_genome(cfg, target.schedule, L, k),
+                                 evaluators[which], search_key, rundir, start=start, branched_from=parent)
+        finished[(name, k)] = state
         winner, fitness = state.best(1)[0]
         export_path = os.path.join(rundir, "sampler.safetensors")
         info = {"search": name, "fitness": fitness, "fitness_samples": cfg.fitness_samples, "budget": space.budget,
@@ -337,7 +352,7 @@ def run(config, workdir: str) -> dict:
                                 wall, cfg.base),
                "device": jax.devices()[0].device_kind, "sampler": cfg.sampler, "search_fitness": fitness,
                "timesteps": winner.timesteps.tolist(), "skip": [list(s) for s in winner.skip_lists()],
-               "block_executions": winner.block_executions, "budget": space.budget, "search": cost,
+               "block_executions": winner.block_executions, "budget": space.budget, "budget_steps": k, "search": cost,
                "export": os.path.relpath(export_path, workdir)}
         if winner.skip.any():  # the same timesteps without pruning: what skipping the blocks saves
             unpruned = dataclasses.replace(sampler, skip=((),) * winner.num_steps)
@@ -345,7 +360,7 @@ def run(config, workdir: str) -> dict:
                                                           cfg.base.batch_size)
         baselines.save_samples(workdir, method, winner.num_steps, samples)
         rows.append(row)
-        costs[method] = cost
+        costs[f"{method} (budget {k} steps)"] = cost
     rows += baselines.baseline_rows(cfg.base, target, noise_bank, key_sampler, workdir)
     results = baselines.finish(cfg.base, target, rows, workdir, sampler=cfg.sampler,
                                fitness_samples=cfg.fitness_samples)

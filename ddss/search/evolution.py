@@ -305,6 +305,7 @@ class SearchState:
     fitness: list = dataclasses.field(default_factory=list)
     born: list = dataclasses.field(default_factory=list)  # generation each genome was evaluated in
     stage1_end: int = -1  # first generation of stage 2 (-1: still in stage 1)
+    wall_times: list = dataclasses.field(default_factory=list)  # seconds spent on each generation
 
     @property
     def memo(self) -> dict[bytes, float]:
@@ -313,6 +314,14 @@ class SearchState:
     def best(self, n: int = 1) -> list[tuple[Genome, float]]:
         order = np.argsort(np.asarray(self.fitness, np.float64), kind="stable")[:n]
         return [(self.genomes[i], self.fitness[i]) for i in order]
+
+    def branch(self, generation: int, key) -> "SearchState":
+        """This search as it stood after `generation` generations, continuing as a new search with its own
+        key and stage 2 starting now (a joint search branching off a finished timestep search)."""
+        keep = [i for i, b in enumerate(self.born) if b < generation]
+        return SearchState(key=key, generation=generation, genomes=[self.genomes[i] for i in keep],
+                           fitness=[self.fitness[i] for i in keep], born=[self.born[i] for i in keep],
+                           stage1_end=generation, wall_times=list(self.wall_times[:generation]))
 
     def best_by_generation(self) -> list[float]:
         """Best fitness ever, after each finished generation."""
@@ -334,7 +343,8 @@ class SearchState:
             t[i, :g.num_steps], s[i, :g.num_steps, :num_blocks] = g.timesteps, g.skip
         return {"num_blocks": np.int64(num_blocks), "key": np.asarray(jax.random.key_data(self.key)), "generation": np.int64(self.generation),
                 "stage1_end": np.int64(self.stage1_end), "timesteps": t, "skip": s.astype(np.uint8),
-                "fitness": np.asarray(self.fitness, np.float64).reshape(m), "born": np.asarray(self.born, np.int64)}
+                "fitness": np.asarray(self.fitness, np.float64).reshape(m), "born": np.asarray(self.born, np.int64),
+                "wall_times": np.asarray(self.wall_times, np.float64).reshape(self.generation)}
 
     @classmethod
     def from_arrays(cls, arrays: dict) -> "SearchState":
@@ -344,7 +354,8 @@ class SearchState:
         return cls(key=jax.random.wrap_key_data(np.asarray(arrays["key"], np.uint32)),
                    generation=int(arrays["generation"]), genomes=genomes,
                    fitness=[float(f) for f in np.asarray(arrays["fitness"])],
-                   born=[int(b) for b in np.asarray(arrays["born"])], stage1_end=int(arrays["stage1_end"]))
+                   born=[int(b) for b in np.asarray(arrays["born"])], stage1_end=int(arrays["stage1_end"]),
+                   wall_times=[float(w) for w in np.asarray(arrays["wall_times"])])
 
 
 def skip_fraction(cfg: SearchConfig, state: SearchState) -> float:
@@ -404,16 +415,18 @@ def propose(state: SearchState, cfg: SearchConfig, space: Space, seed: Genome) -
     return out, frac
 
 
-def record(state: SearchState, cfg: SearchConfig, candidates: Sequence[Genome], fitness) -> SearchState:
-    """The state after a generation's candidates were scored (NaN fitness counts as +inf); decides
-    whether stage 1 ends (its generation count reached, or the best stalled)."""
+def record(state: SearchState, cfg: SearchConfig, candidates: Sequence[Genome], fitness,
+           wall_time: float = 0.0) -> SearchState:
+    """The state after a generation's candidates were scored (NaN fitness counts as +inf) in
+    `wall_time` seconds; decides whether stage 1 ends (its generation count reached, or the best stalled)."""
     f = np.asarray(fitness, np.float64).reshape(-1)
     if len(f) != len(candidates):
         raise ValueError(f"{len(candidates)} candidates but {len(f)} fitness values.")
     f = np.where(np.isfinite(f), f, np.inf)
     new = dataclasses.replace(state, generation=state.generation + 1,
                               genomes=state.genomes + list(candidates), fitness=state.fitness + f.tolist(),
-                              born=state.born + [state.generation] * len(candidates))
+                              born=state.born + [state.generation] * len(candidates),
+                              wall_times=state.wall_times + [float(wall_time)])
     if new.stage1_end < 0 and cfg.max_skip_fraction > 0:
         best = new.best_by_generation()
         stalled = len(best) > cfg.stall_generations and best[-1] >= best[-1 - cfg.stall_generations]
