@@ -203,6 +203,24 @@ def test_search_is_elitist_staged_and_resumes_exactly_from_its_arrays():
     assert resumed.fitness == state.fitness and resumed.stage1_end == state.stage1_end
 
 
+def test_a_joint_search_branching_off_a_timestep_search_shares_its_stage_one():
+    space = evo.Space(200, 4, budget=12, min_steps=3, max_steps=4)
+    fixed = evo.Space.fixed(200, 4, 3)
+    seed = evo.make_genome([199, 99, 9], num_blocks=4)
+    fitness = _toy_fitness(np.array([5, 40, 90, 170]))
+    cfg = evo.SearchConfig(population=8, parents=3, mutants=3, crossovers=2, generations=6, seed_mutants=2,
+                           stage1_generations=2, ramp_generations=1)
+    timesteps = _search(cfg, fixed, seed, jax.random.key(0), fitness)
+    joint_cfg = dataclasses.replace(cfg, max_skip_fraction=0.5)
+    start = timesteps.branch(2, jax.random.key(1))
+    assert start.generation == 2 and start.stage1_end == 2 and len(start.wall_times) == 2
+    assert [g.key for g in start.genomes] == [g.key for g, b in zip(timesteps.genomes, timesteps.born) if b < 2]
+    joint = _search(joint_cfg, space, seed, None, fitness, state=start)
+    assert joint.best_by_generation()[:2] == timesteps.best_by_generation()[:2]
+    assert any(g.num_steps == 4 for g in joint.genomes)  # pruning bought a step
+    assert len(joint.genomes) == len(timesteps.genomes)  # the same number of candidates
+
+
 def test_stage_one_ends_early_when_the_best_stalls():
     space = evo.Space.fixed(50, 2, 3)
     cfg = evo.SearchConfig(population=4, parents=2, mutants=1, crossovers=1, generations=6, seed_mutants=1,
