@@ -176,22 +176,11 @@ class Trainer:
 def check_run_description(trainer: Trainer, rundir: str) -> None:
     """Records what a run directory trains; refuses to resume or reuse it for a different setting."""
     cfg = trainer.cfg
-    description = json.loads(json.dumps({
+    writers.check_run_description(rundir, {
         "family": trainer.family, "K": trainer.k, "steps": trainer.steps, "loss": dataclasses.asdict(trainer.loss_cfg),
         "init": dataclasses.asdict(cfg.init), "train": dataclasses.asdict(cfg.train), "seed": cfg.base.seed,
         "model": cfg.base.model, "checkpoint": cfg.base.checkpoint, "clip_denoised": cfg.base.clip_denoised,
-        "reference_features": cfg.reference_features}))
-    path = os.path.join(rundir, "run.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            previous = json.load(f)
-        if previous != description:
-            changed = sorted(k for k in description if previous.get(k) != description[k])
-            raise ValueError(f"{rundir} holds a run with a different configuration ({', '.join(changed)} changed). "
-                             "Use a new --workdir, or delete that run directory to retrain it.")
-        return
-    with open(path, "w") as f:
-        json.dump(description, f, indent=2)
+        "reference_features": cfg.reference_features}, what="run", redo="retrain it")
 
 
 def train_one(trainer: Trainer, rundir: str) -> dict:

@@ -197,33 +197,19 @@ class Evaluator:
         return out
 
 
-def check_run_description(rundir: str, description: dict) -> None:
-    description = json.loads(json.dumps(description))
-    path = os.path.join(rundir, "run.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            previous = json.load(f)
-        if previous != description:
-            changed = sorted(k for k in description if previous.get(k) != description[k])
-            raise ValueError(f"{rundir} holds a search with a different configuration ({', '.join(changed)} "
-                             "changed). Use a new --workdir, or delete that run directory to search again.")
-        return
-    with open(path, "w") as f:
-        json.dump(description, f, indent=2)
-
-
 def run_search(name: str, cfg: EvolutionConfig, space: evolution.Space, search: evolution.SearchConfig,
                seed: evolution.Genome, evaluate: Evaluator, key, rundir: str, *,
                start: evolution.SearchState | None = None, branched_from: str = "") -> tuple[evolution.SearchState, dict]:
     """Runs (or resumes) one search to its last generation, from `start` when given (a branch of another
     search); returns the final state and its cost record."""
     os.makedirs(rundir, exist_ok=True)
-    check_run_description(rundir, {
+    writers.check_run_description(rundir, {
         "search": name, "space": dataclasses.asdict(space), "config": dataclasses.asdict(search),
         "sampler": cfg.sampler, "ggdm_sampler": cfg.ggdm_sampler, "fitness_samples": cfg.fitness_samples,
         "seed": cfg.base.seed, "seed_stride": cfg.seed_stride, "model": cfg.base.model,
         "checkpoint": cfg.base.checkpoint, "clip_denoised": cfg.base.clip_denoised,
-        "branched_from": branched_from, "branched_at": start.generation if start is not None else 0})
+        "branched_from": branched_from, "branched_at": start.generation if start is not None else 0},
+        what="search", redo="search again")
     record_path = os.path.join(rundir, "search.json")
     mngr = ocp.CheckpointManager(os.path.abspath(os.path.join(rundir, "checkpoints")),
                                  options=ocp.CheckpointManagerOptions(max_to_keep=2))

@@ -1,4 +1,5 @@
-"""Metric writers: a plain JSON-lines file always, TensorBoard event files when tensorboardX is installed.
+"""Metric writers: a plain JSON-lines file always, TensorBoard event files when tensorboardX is installed;
+and the run description that keeps a resumed run directory from mixing two configurations.
 
 Same surface as clu's metric writers (`write_scalars(step, dict)`, `flush`, `close`); clu's own
 writers need TensorFlow, which this project does not install.
@@ -7,6 +8,22 @@ from __future__ import annotations
 
 import json
 import os
+
+
+def check_run_description(rundir: str, description: dict, *, what: str = "run", redo: str = "run it again") -> None:
+    """Records what a run directory holds (run.json); refuses to resume or reuse it for a different setting."""
+    description = json.loads(json.dumps(description))
+    path = os.path.join(rundir, "run.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            previous = json.load(f)
+        if previous != description:
+            changed = sorted(k for k in description if previous.get(k) != description[k])
+            raise ValueError(f"{rundir} holds a {what} with a different configuration ({', '.join(changed)} changed). "
+                             f"Use a new --workdir, or delete that run directory to {redo}.")
+        return
+    with open(path, "w") as f:
+        json.dump(description, f, indent=2)
 
 
 class MetricWriter:
