@@ -166,3 +166,37 @@ def test_candidates_sharded_over_two_devices_give_the_same_search(whole_run, tmp
     assert sharded["timesteps"] == single["timesteps"]
     np.testing.assert_allclose(sharded["search"]["best_fitness_by_generation"],
                                single["search"]["best_fitness_by_generation"], rtol=1e-5)
+
+
+def test_searching_the_times_of_an_exported_ggdm_sampler(tmp_path):
+    """sampler='ggdm' keeps an exported DDSS sampler's coefficients and searches its times; the winner's
+    export carries them and reproduces the scored samples."""
+    from ddss import save_sampler, schedules
+    from ddss.experiments import baselines
+    from ddss.samplers import ggdm
+
+    schedule = schedules.linear_beta(1000)
+    params = ggdm.init(schedule, schedules.timesteps(schedule, "linear", 3), family="ggdm+pred", base="dpm_solver++")
+    rng = np.random.default_rng(0)
+    params = params.replace(learned={k: v + 0.02 * rng.normal(size=v.shape).astype(np.float32)
+                                     for k, v in params.learned.items()})
+    path = str(tmp_path / "ddss.safetensors")
+    save_sampler(path, params, clip_denoised=False)
+    config = gmm_evolution_test.get_config()
+    config.sampler, config.ggdm_sampler = "ggdm", path
+    results = experiments.run(config, str(tmp_path / "work"))
+    row = next(r for r in results["rows"] if r["method"] == "evolution-timesteps")
+    assert row["sampler"] == "ggdm" and np.isfinite(row["fid"])
+    sampler = load_sampler(str(tmp_path / "work" / row["export"]), num_blocks=0)
+    assert sampler.kind == "ggdm" and sampler.ggdm_params.family == "ggdm+pred"
+    for k, v in params.learned.items():
+        np.testing.assert_array_equal(sampler.ggdm_params.learned[k], v)
+    cfg = evo_exp.EvolutionConfig.from_config(config)
+    target, noise_bank, key = baselines.setup(cfg.base, str(tmp_path / "again"))
+    samples, _ = evo_exp.score_sampler(sampler, target, noise_bank, key, cfg.base.batch_size)
+    np.testing.assert_array_equal(samples, np.load(tmp_path / "work" / "samples" / "evolution-timesteps_K3.npz")["images"])
+    # A +TIME sampler learns its own times: searching them is refused.
+    timed = ggdm.init(schedule, schedules.timesteps(schedule, "linear", 3), family="ggdm+time")
+    save_sampler(path, timed, clip_denoised=False)
+    with pytest.raises(ValueError, match="learns its own times.*without \\+time"):
+        experiments.run(config, str(tmp_path / "work2"))
