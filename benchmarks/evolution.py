@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import time
 
@@ -67,10 +68,9 @@ def compilations(target) -> None:
         search=dict(population=16, parents=4, mutants=6, crossovers=4, generations=3, seed_mutants=3,
                     stage1_generations=1, ramp_generations=1)))
     cfg = evo_exp.EvolutionConfig.from_config(config)
-    space, search = evo_exp.search_space(cfg, "joint", 4, 1000, target.num_blocks)
+    search = dataclasses.replace(cfg.search, max_skip_fraction=0.5)  # pruning from generation 1 on
     space = evolution.Space.fixed(1000, target.num_blocks, 4)  # fixed K: one chunk shape
-    extractor = features.get("digits")
-    evaluate = evo_exp.Evaluator(cfg, target, (extractor.apply, extractor.params), None, jax.random.key(0))
+    evaluate = evo_exp.Evaluator(cfg, target, targets.feature_network("digits"), None, jax.random.key(0))
     state = evolution.SearchState(key=jax.random.key(1))
     seed = evo_exp.seed_genome(cfg, target.schedule, target.num_blocks, 4)
     with diagnostics.count_compilations() as counter:
@@ -96,7 +96,7 @@ def deployed(target, path: str | None, repeats: int) -> None:
         export.save_evolved_sampler(tmp, [999, 749, 499, 249], mask, kind="ddim", schedule=target.schedule,
                                     clip_denoised=False)
         sampler = load_sampler(tmp, num_blocks=L)
-    unpruned = evo_exp.dataclasses.replace(sampler, skip=((),) * sampler.num_steps)
+    unpruned = dataclasses.replace(sampler, skip=((),) * sampler.num_steps)
     noise = jax.random.normal(jax.random.key(2), (1000,) + tuple(target.image_shape))
     key = jax.random.key(3)
     times = {}

@@ -91,7 +91,7 @@ class EvolvedSampler:
         from ddss.search import evolution
 
         kwargs.setdefault("clip_denoised", self.clip_denoised)
-        eps = evolution.static_eps(lambda x, t, skip: eps_fn(x, t, skip), self.timesteps, self.skip)
+        eps = evolution.static_eps(eps_fn, self.timesteps, self.skip)
         return evolution.sample_at(self.kind, self.schedule, self.timesteps, eps, x_K, key,
                                    template=self.ggdm_params, **kwargs)
 

@@ -39,7 +39,6 @@ from tqdm import tqdm
 
 from ddss import export, schedules
 from ddss.experiments import baselines, plots, targets, writers
-from ddss.metrics import features as features_lib
 from ddss.metrics import fid
 from ddss.samplers import ggdm
 from ddss.search import ddss as ddss_lib
@@ -281,7 +280,7 @@ def run(config, workdir: str) -> dict:
     if target.features is None:
         raise ValueError("DDSS scores samples while it learns: set config.features (the feature network) and "
                          "config.reference_stats.")
-    extractor = _extractor(cfg, target)
+    extractor = _extractor(cfg)
     reals = real_features(cfg, target)
     key = jax.random.fold_in(jax.random.key(cfg.base.seed), 7)  # distinct from the held-out bank's keys
     learned_rows = []
@@ -314,9 +313,6 @@ def run(config, workdir: str) -> dict:
     return results
 
 
-def _extractor(cfg: DDSSConfig, target: targets.Target):
-    if cfg.base.model == "digits":
-        return features_lib.get("digits")
-    if cfg.base.model == "gmm":
-        return lambda x: x.reshape(x.shape[0], -1)
-    return features_lib.from_config(cfg.base.features)
+def _extractor(cfg: DDSSConfig):
+    apply, params = targets.feature_network(cfg.base.model, cfg.base.features)
+    return lambda x: apply(params, x)

@@ -42,8 +42,8 @@ from tqdm import tqdm
 
 from ddss import export, schedules
 from ddss.experiments import baselines, plots, targets, writers
-from ddss.metrics import features as features_lib
 from ddss.metrics import fid
+from ddss.samplers import ggdm
 from ddss.search import evolution
 
 _KEYS = ("sampler", "ggdm_sampler", "fitness_samples", "chunk_size", "chunk_images", "seed_stride", "searches",
@@ -114,7 +114,7 @@ def search_space(cfg: EvolutionConfig, name: str, k: int, num_timesteps: int, nu
     if cfg.sampler == "ggdm" and cfg.joint.free_steps:
         raise ValueError("A GGDM sampler has a fixed K: set joint.free_steps=False for sampler='ggdm'.")
     max_steps = k + cfg.joint.extra_steps if cfg.joint.free_steps else k
-    space = evolution.Space(num_timesteps, num_blocks, max(budget, num_blocks), k, min(max_steps, num_timesteps))
+    space = evolution.Space(num_timesteps, num_blocks, budget, k, min(max_steps, num_timesteps))
     return space, dataclasses.replace(cfg.search, max_skip_fraction=cfg.joint.max_skip_fraction)
 
 
@@ -138,7 +138,6 @@ def load_template(cfg: EvolutionConfig, target: targets.Target, k: int):
             raise ValueError(f"{cfg.ggdm_sampler} is a K = {template.num_steps} GGDM; a search of {k} steps needs a "
                              f"K = {k} one (config.searches).")
     else:
-        from ddss.samplers import ggdm
         template = ggdm.init(target.schedule, schedules.timesteps(target.schedule, "linear", k),
                              family="ggdm", base="dpm_solver++")
     evolution.check_sampler("ggdm", template)
@@ -174,7 +173,6 @@ class Evaluator:
         k_noise, self.key = jax.random.split(key)
         self.noise = jax.random.normal(k_noise, (cfg.fitness_samples,) + tuple(target.image_shape))
         self.model_params = target.params
-        self.fitness_samples = cfg.fitness_samples
 
     def __call__(self, genomes, *, desc: str = "candidates") -> np.ndarray:
         """FID of each genome (+inf where the sampler produced NaN or inf)."""
@@ -282,14 +280,6 @@ def score_sampler(sampler, target, noise_bank, key, batch_size) -> tuple[np.ndar
     return samples, time.perf_counter() - start
 
 
-def _features(cfg: EvolutionConfig, target: targets.Target):
-    """(apply, params) of the fitness's feature extractor: the same space as the held-out scores."""
-    if cfg.base.model == "gmm":
-        return (lambda p, x: x.reshape(x.shape[0], -1)), {}
-    ext = features_lib.get("digits") if cfg.base.model == "digits" else features_lib.from_config(cfg.base.features)
-    return ext.apply, ext.params
-
-
 def run(config, workdir: str) -> dict:
     cfg = EvolutionConfig.from_config(config)
     target, noise_bank, key_sampler = baselines.setup(cfg.base, workdir)
@@ -312,7 +302,8 @@ def run(config, workdir: str) -> dict:
         template = templates[k]
         which = k if template is not None else None
         if which not in evaluators:
-            evaluators[which] = Evaluator(cfg, target, _features(cfg, target), template, jax.random.fold_in(key, 0))
+            features = targets.feature_network(cfg.base.model, cfg.base.features)  # the held-out scores' space
+            evaluators[which] = Evaluator(cfg, target, features, template, jax.random.fold_in(key, 0))
         method = f"evolution-{name}"
         rundir = os.path.join(workdir, "runs", f"{method}_B{k}")
         search_key = jax.random.fold_in(key, zlib.crc32(f"{method}_B{k}".encode()))
@@ -327,8 +318,6 @@ def run(config, workdir: str) -> dict:
         export_path = os.path.join(rundir, "sampler.safetensors")
         info = {"search": name, "fitness": fitness, "fitness_samples": cfg.fitness_samples, "budget": space.budget,
                 **{k_: cost[k_] for k_ in ("wall_time_s", "candidates_evaluated", "network_evaluations", "device")}}
-        if template is not None:
-            template = template.replace(base_times=winner.timesteps.astype(np.float64))
         export.save_evolved_sampler(export_path, winner.timesteps, winner.skip, kind=cfg.sampler,
                                     schedule=target.schedule, clip_denoised=cfg.base.clip_denoised,
                                     ggdm_params=template, info=info)

@@ -77,6 +77,15 @@ def score_features(feats, ref_stats, ref_feats, space, *, num_subsets: int = 20)
     return {"fid": fid.frechet_distance_of(feats, *ref_stats), "kid": m, "kid_std": s, "feature_space": space}
 
 
+def feature_network(model: str, features_cfg=None) -> tuple[Callable, Any]:
+    """(apply(params, images) -> features, params): the target's feature space as a jittable function
+    (what DDSS differentiates through and the search's fitness scores in)."""
+    if model == "gmm":
+        return (lambda p, x: x.reshape(x.shape[0], -1)), {}
+    extractor = features_lib.get("digits") if model == "digits" else features_lib.from_config(features_cfg)
+    return extractor.apply, extractor.params
+
+
 def gmm_target(gmm_cfg, schedule: schedules.Schedule, num_samples: int, key) -> Target:
     mixture = gmm.random_mixture(gmm_cfg.seed, event_shape=tuple(gmm_cfg.event_shape),
                                  num_components=gmm_cfg.num_components)

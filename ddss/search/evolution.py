@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ddss.metrics import fid as fid_lib
-from ddss.samplers import ddim, dpm_solver, ggdm
+from ddss.samplers import ddim, dpm_solver, ggdm, loop
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,17 +156,22 @@ def _unused(rng: np.random.Generator, used, num_timesteps: int) -> int | None:
     return int(rng.choice(free)) if len(free) else None
 
 
-def repair(key, genome: Genome, space: Space, max_skip_fraction: float) -> Genome:
-    """The nearest genome within the budget and the pruning allowance: removes steps (free-steps
-    mode) while no skip count can satisfy both, then skips or restores random blocks."""
-    rng = _rng(key)
-    t, s = genome.timesteps.copy(), genome.skip.copy()
+def _feasible_steps(space: Space, max_skip_fraction: float) -> list[int]:
     feasible = space.feasible_steps(max_skip_fraction)
     if not feasible:
         raise ValueError(
             f"No K in [{space.min_steps}, {space.max_steps}] fits the budget of {space.budget} block executions "
             f"with at most {max_skip_fraction:.0%} of blocks skipped: raise the budget or the pruning fraction.")
-    while len(t) > max(feasible):  # drop random steps (never the last one's slot logic: any step may go)
+    return feasible
+
+
+def repair(key, genome: Genome, space: Space, max_skip_fraction: float) -> Genome:
+    """The nearest genome within the budget and the pruning allowance: removes steps (free-steps
+    mode) while no skip count can satisfy both, then skips or restores random blocks."""
+    rng = _rng(key)
+    t, s = genome.timesteps.copy(), genome.skip.copy()
+    feasible = _feasible_steps(space, max_skip_fraction)
+    while len(t) > max(feasible):  # drop random steps
         drop = int(rng.integers(len(t)))
         t, s = np.delete(t, drop), np.delete(s, drop, axis=0)
     while len(t) < min(feasible):
@@ -185,10 +190,8 @@ def repair(key, genome: Genome, space: Space, max_skip_fraction: float) -> Genom
 
 def random_genome(key, space: Space, max_skip_fraction: float) -> Genome:
     """Uniform K among the feasible ones, uniform distinct timesteps, a uniform number of skipped blocks."""
-    k_steps, k_t, k_s, k_r = jax.random.split(key, 4)
-    feasible = space.feasible_steps(max_skip_fraction)
-    if not feasible:
-        return repair(k_r, make_genome([0], num_blocks=space.num_blocks), space, max_skip_fraction)  # raises
+    k_steps, k_t, k_s = jax.random.split(key, 3)
+    feasible = _feasible_steps(space, max_skip_fraction)
     k = feasible[int(_rng(k_steps).integers(len(feasible)))]
     t = _rng(k_t).choice(space.num_timesteps, size=k, replace=False)
     lo, hi = space.skip_range(k, max_skip_fraction)
@@ -456,7 +459,8 @@ def sample_at(kind: str, schedule, timesteps, eps_fn, x_K, key, *, clip_denoised
 
     "ggdm" keeps `template`'s learned coefficients (offsets from its base solver, which moves with
     the times) and replaces its times; without a template it is the DPM-Solver++(2M) GGDM."""
-    t = jnp.asarray(timesteps, jnp.float32) if not isinstance(timesteps, np.ndarray) else timesteps.astype(np.float64)
+    # Concrete times stay float64 numpy (the samplers check their values); traced ones run in float32.
+    t = np.asarray(timesteps, np.float64) if loop.is_concrete(timesteps) else jnp.asarray(timesteps, jnp.float32)
     kwargs = dict(clip_denoised=clip_denoised, return_info=return_info)
     if kind == "ddim":
         return ddim.sample(ddim.init(schedule, t, eta=0.0), eps_fn, x_K, key, **kwargs)
@@ -489,12 +493,13 @@ def masked_eps(apply_skip, model_params, timesteps, masks):
 
 def static_eps(eps_fn, timesteps, skip_lists: Sequence[Sequence[int]]):
     """ε(x, t) that skips the static block list of each step: steps with the same list share one
-    branch of a `lax.switch`, so skipped blocks are not computed at all. `eps_fn(x, t, skip=...)`."""
+    branch of a `lax.switch`, so skipped blocks are not computed at all. `eps_fn(x, t, skip)` takes
+    the static tuple `skip`."""
     unique = sorted(set(tuple(s) for s in skip_lists))
     if len(unique) == 1:
-        return lambda x, t: eps_fn(x, t, skip=unique[0])
+        return lambda x, t: eps_fn(x, t, unique[0])
     branch_of_step = np.asarray([unique.index(tuple(s)) for s in skip_lists], np.int32)
-    branches = [lambda x, t, s=s: eps_fn(x, t, skip=s) for s in unique]
+    branches = [lambda x, t, s=s: eps_fn(x, t, s) for s in unique]
     t_steps = np.asarray(timesteps, np.float64)
 
     def eps(x, t):
