@@ -14,7 +14,7 @@ A searched (AutoDiffusion) sampler holds integer timesteps, the skipped blocks o
 sampler kind (plus GGDM coefficients when it searched a GGDM's times). Loaded, it compiles the skip
 lists *statically*: skipped blocks are not computed. Its model function takes the skip list:
 
-  sampler = ddss.load_sampler("DIR/runs/evolution-joint_K4/sampler.safetensors", num_blocks=model.num_blocks)
+  sampler = ddss.load_sampler("DIR/runs/evolution-joint_B4/sampler.safetensors", num_blocks=model.num_blocks)
   x0 = jax.jit(lambda x, key: sampler.sample(lambda x_, t_, skip: model.eps_fn(x_, t_, skip=skip), x, key))(x_K, key)
 """
 from __future__ import annotations
@@ -25,6 +25,7 @@ import numpy as np
 from ddss import schedules
 from ddss.models import params_io
 from ddss.samplers import ggdm
+from ddss.search import evolution
 
 KIND = "ddss_sampler"
 EVOLVED_KIND = "ddss_evolved_sampler"
@@ -88,8 +89,6 @@ class EvolvedSampler:
     def sample(self, eps_fn, x_K, key, **kwargs):
         """x_0 from x_K (jittable). `eps_fn(x, t, skip)` must honour the static tuple `skip`, e.g.
         `lambda x, t, skip: model.eps_fn(x, t, skip=skip)` for a `ddss.models` network."""
-        from ddss.search import evolution
-
         kwargs.setdefault("clip_denoised", self.clip_denoised)
         eps = evolution.static_eps(eps_fn, self.timesteps, self.skip)
         return evolution.sample_at(self.kind, self.schedule, self.timesteps, eps, x_K, key,
@@ -101,8 +100,6 @@ def save_evolved_sampler(path: str, timesteps, skip_mask, *, kind: str, schedule
                          info: dict | None = None) -> None:
     """Writes a searched sampler: timesteps [K] (integers; stored noisiest first, each skip row kept with
     its timestep), skip mask [K, L] (True = skip), the sampler kind."""
-    from ddss.search import evolution
-
     genome = evolution.make_genome(timesteps, skip_mask)  # sorted, each skip row with its timestep
     t, mask = genome.timesteps, genome.skip
     tensors = {"timesteps": t.astype(np.int64), "skip_mask": mask.astype(np.uint8),
@@ -116,8 +113,6 @@ def save_evolved_sampler(path: str, timesteps, skip_mask, *, kind: str, schedule
 
 
 def _load_evolved(path: str, tensors: dict, meta: dict, num_blocks: int | None) -> EvolvedSampler:
-    from ddss.search import evolution
-
     t, mask = np.asarray(tensors["timesteps"]), np.asarray(tensors["skip_mask"]).astype(bool)
     if mask.shape != (len(t), meta["num_blocks"]) or len(t) != meta["num_steps"]:
         raise params_io.WeightFileError(f"{path} is corrupt: its header says K = {meta['num_steps']}, "
