@@ -2,13 +2,20 @@
 
 A `FeatureExtractor` holds a pure `apply(params, images) -> [N, dim]` (jittable, differentiable: the
 DDSS loss back-propagates through it) and its params, passed explicitly so `jit` and `grad` treat
-them as arguments rather than baked-in constants. Two are built in:
+them as arguments rather than baked-in constants. Three are built in:
 
   "inception"  pytorch-fid's FID Inception-v3 (`ddss.metrics.inception`): 2048-d pool features, or
                another output (`output="pool_768"`, ...); `logits` give the Inception Score.
                Weights: `weights=PATH` or the default search path (see `inception.load_params`).
   "digits"     the embedded digits classifier (64-d penultimate features; its logits give a
-               digits Inception Score). Images [N, 8, 8, 1].
+               digits Inception Score). Images [N, 8, 8, 1]. The learned samplers' loss uses it.
+  "digits_eval" the embedded digits *evaluation* network (`ddss.models.eval_net`: an MLP of another
+               architecture, seed and split; 64-d features and logits), used by no loss: scores in
+               its space are an independent evaluation. Images [N, 8, 8, 1].
+
+Every extractor carries `weights_sha256`, the sha256 of its weight file's bytes (or, for parameters
+passed in directly, of the parameter arrays: `params_sha256`), and `identity()` ->
+{"name", "sha256"}: a stable identity to record next to scores, never derived from computed floats.
 
 Config (`config.features`): `name`, `weights` ("" = default), `output` (inception only),
 `batch_size` (host-side extraction).
@@ -17,6 +24,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import os
 from typing import Any, Callable
 
 import jax
@@ -26,7 +35,7 @@ from tqdm.auto import tqdm
 
 from ddss.metrics import inception
 
-EXTRACTORS = ("inception", "digits")
+EXTRACTORS = ("inception", "digits", "digits_eval")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -38,6 +47,11 @@ class FeatureExtractor:
     params: Any
     logits_apply: Callable[[Any, jax.Array], jax.Array] | None = None
     batch_size: int = 250
+    weights_sha256: str = ""  # sha256 of the weight file's bytes (or of the parameter bytes)
+
+    def identity(self) -> dict[str, str]:
+        """{"name": ..., "sha256": ...}: which network, and exactly which weights."""
+        return {"name": self.name, "sha256": self.weights_sha256}
 
     def check(self, images) -> None:
         """One clear error for images this extractor would mis-score (skipped under jit)."""
@@ -87,27 +101,64 @@ class FeatureExtractor:
         return self._batched(self._jitted[1], images, batch_size, progress, f"{self.name} logits")
 
 
+def file_sha256(path: str) -> str:
+    """sha256 (hex) of a file's bytes."""
+    return inception.sha256_of(path)
+
+
+def params_sha256(params) -> str:
+    """sha256 (hex) of a parameter tree's arrays: each leaf's path, dtype, shape and raw bytes, in
+    sorted path order (for parameters that come from no file)."""
+    h = hashlib.sha256()
+    leaves = [(jax.tree_util.keystr(path), np.asarray(leaf))
+              for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]]
+    for name, leaf in sorted(leaves, key=lambda item: item[0]):
+        h.update(f"{name}|{leaf.dtype.str}|{leaf.shape}|".encode())
+        h.update(np.ascontiguousarray(leaf).tobytes())
+    return h.hexdigest()
+
+
 def inception_extractor(weights: str | None = None, *, output: str = "pool", params=None,
                         batch_size: int = 50) -> FeatureExtractor:
     """The FID Inception; `params` overrides the weight file (random-weight tests)."""
     if output not in inception.OUTPUTS or output.startswith("logits"):
         raise ValueError(f"Inception feature output {output!r} is not one of pool, pool_64, pool_192, pool_768.")
-    params = inception.load_params(weights or None) if params is None else params
+    if params is None:
+        path = weights or next((p for p in inception.default_paths() if os.path.isfile(p)), None)
+        params = inception.load_params(path)  # with no file found, its error lists where it looked
+        sha256 = file_sha256(os.path.expanduser(path))
+    else:
+        sha256 = params_sha256(params)
     apply = lambda p, x: inception.apply(p, x, (output,))[output]
     logits = lambda p, x: inception.apply(p, x, ("logits_unbiased",))["logits_unbiased"]
     return FeatureExtractor(f"inception:{output}" if output != "pool" else "inception", inception.DIMS[output],
-                            (None, None, 3), apply, params, logits, batch_size)
+                            (None, None, 3), apply, params, logits, batch_size, sha256)
 
 
 def digits_extractor(weights: str | None = None, *, batch_size: int = 1000) -> FeatureExtractor:
     from ddss.models import classifier, digits
 
-    config, params = digits.load_classifier(weights or None)
+    path = weights or digits.CLASSIFIER_FILE
+    config, params = digits.load_classifier(path)
     model = classifier.Classifier(config)
     apply = lambda p, x: model.apply({"params": p}, x, return_features=True)[1]
     logits = lambda p, x: model.apply({"params": p}, x)
     return FeatureExtractor("digits", config.feature_dim, (config.image_size, config.image_size, config.channels),
-                            apply, params, logits, batch_size)
+                            apply, params, logits, batch_size, file_sha256(path))
+
+
+def digits_eval_extractor(weights: str | None = None, *, batch_size: int = 1000) -> FeatureExtractor:
+    """The digits evaluation network (`ddss.models.eval_net`), independent of the loss network."""
+    from ddss.models import digits, eval_net
+
+    path = weights or digits.EVAL_FILE
+    config, params = digits.load_eval_network(path)
+    model = eval_net.EvalNet(config)
+    apply = lambda p, x: model.apply({"params": p}, x, return_features=True)[1]
+    logits = lambda p, x: model.apply({"params": p}, x)
+    return FeatureExtractor("digits_eval", config.feature_dim,
+                            (config.image_size, config.image_size, config.channels),
+                            apply, params, logits, batch_size, file_sha256(path))
 
 
 def get(name: str, weights: str | None = None, **kwargs) -> FeatureExtractor:
@@ -115,6 +166,8 @@ def get(name: str, weights: str | None = None, **kwargs) -> FeatureExtractor:
         return inception_extractor(weights, **kwargs)
     if name == "digits":
         return digits_extractor(weights, **kwargs)
+    if name == "digits_eval":
+        return digits_eval_extractor(weights, **kwargs)
     raise ValueError(f"Unknown feature extractor {name!r}; choose one of {EXTRACTORS}.")
 
 

@@ -3,23 +3,29 @@
   model = ddss.models.digits.load()      # DiffusionModel: eps_fn, schedule, blocks (L, MACs)
   feats = ddss.models.digits.feature_fn() # images -> 64-d features of the digits classifier
   mu, sigma = ddss.models.digits.reference_stats("all")  # FID reference in that feature space
+  evals = ddss.models.digits.eval_feature_fn()  # images -> 64-d features of the evaluation network
 
-Both weight files ship inside the package (`ddss/models/assets/`), so nothing is downloaded.
+The digits classifier is the feature network the learned samplers' loss uses; the evaluation
+network (`ddss.models.eval_net`: another architecture, seed and split) is used by no loss, so
+metrics in its feature space are an independent evaluation.
+The weight files ship inside the package (`ddss/models/assets/`), so nothing is downloaded.
 They are reproduced by
-  python -m ddss.main --config=configs/digits_train.py --workdir=DIR       (the UNet)
-  python -m ddss.main --config=configs/digits_classifier.py --workdir=DIR  (the feature network)
-  python -m ddss.main --config=configs/ref_stats_digits.py --workdir=DIR   (the reference statistics)
+  python -m ddss.main --config=configs/digits_train.py --workdir=DIR          (the UNet)
+  python -m ddss.main --config=configs/digits_classifier.py --workdir=DIR     (the feature network)
+  python -m ddss.main --config=configs/digits_eval_features.py --workdir=DIR  (the evaluation network)
+  python -m ddss.main --config=configs/ref_stats_digits.py --workdir=DIR      (the reference statistics)
 Images are native 8×8×1 in [-1, 1]; time is DDPM's t ∈ [0, 999] on the linear-β schedule.
 """
 from __future__ import annotations
 
 import os
 
-from ddss.models import classifier, params_io, pretrained
+from ddss.models import classifier, eval_net, params_io, pretrained
 
 ASSETS = os.path.join(os.path.dirname(__file__), "assets")
 UNET_FILE = os.path.join(ASSETS, "digits_unet.safetensors")
 CLASSIFIER_FILE = os.path.join(ASSETS, "digits_classifier.safetensors")
+EVAL_FILE = os.path.join(ASSETS, "digits_eval_features.safetensors")
 STATS_SPLITS = ("all", "train")
 _HINT = ("The file ships with ddss; reinstall the package, or rebuild it with "
          "`python -m ddss.main --config=configs/{config} --workdir=DIR` and pass the path.")
@@ -52,6 +58,36 @@ def _classifier_shapes(config):
     import jax
 
     return jax.eval_shape(lambda: classifier.init_params(config, jax.random.key(0)))
+
+
+def load_eval_network_with_metadata(path: str | None = None) -> tuple[eval_net.EvalNetConfig, dict, dict]:
+    """(config, params, metadata) of the digits evaluation network; the metadata holds its training
+    config (seed, split rule, held-out indices) and results (accuracies)."""
+    path = path or EVAL_FILE
+    params, meta = params_io.load(path, what="digits evaluation network file",
+                                  hint=_HINT.format(config="digits_eval_features.py"))
+    if meta.get("kind") != "digits_eval_features":
+        raise params_io.WeightFileError(f"{path} is not a digits evaluation network weight file "
+                                        f"(kind {meta.get('kind')!r}, not 'digits_eval_features').")
+    config = eval_net.EvalNetConfig.from_dict(meta["config"])
+    import jax
+
+    params_io.check_against(params, jax.eval_shape(lambda: eval_net.init_params(config, jax.random.key(0))),
+                            source=path)
+    params_io.check_finite(params, source=path)
+    return config, params, meta
+
+
+def load_eval_network(path: str | None = None) -> tuple[eval_net.EvalNetConfig, dict]:
+    """(config, params) of the digits evaluation network (`ddss.models.eval_net`), used by no loss."""
+    config, params, _ = load_eval_network_with_metadata(path)
+    return config, params
+
+
+def eval_feature_fn(path: str | None = None):
+    """images [B, 8, 8, 1] in [-1, 1] -> [B, 64] evaluation-network features (jittable)."""
+    config, params = load_eval_network(path)
+    return eval_net.features_fn(config, params)
 
 
 def reference_stats(split: str = "all"):
