@@ -10,6 +10,13 @@ Writes samples, grids and results.json rows for every method and K, scored by FI
 Score in pytorch-fid's Inception space (weights: see `ddss.metrics.inception`; kid is null, since a
 statistics file holds no features). `--config.features.name=""` skips scoring and only saves the
 samples. Clipping of x̂_0 is on, as in the DDPM reference sampler.
+
+`config.features` is the train space (what DDSS's loss and the search's fitness use);
+`config.eval_features` with `config.eval_reference_stats` is the evaluation space of the headline
+FID, precision and recall. Left empty, the evaluation space is the train space, and results.json and
+the printed table say that the scores are not independent of the objectives. For a learned or
+searched sampler, pick a different network there (its statistics from configs/ref_stats_folder.py or
+ref_stats_cifar10.py with the same `features` block).
 """
 import ml_collections
 
@@ -29,5 +36,8 @@ def get_config():
     config.features = ml_collections.ConfigDict({"name": "inception", "weights": "", "output": "pool",
                                                  "batch_size": 50})
     config.reference_stats = ""  # required for scoring: stats.npz from configs/ref_stats_cifar10.py
+    config.eval_features = ml_collections.ConfigDict({"name": "", "weights": "", "output": "pool", "batch_size": 50})
+    config.eval_reference_stats = ""  # the data's statistics in the eval_features space
+    config.eval_seed = 0  # the held-out noise bank
     config.ceiling_cache = "~/.cache/ddss/ceilings"  # the many-step ceiling, computed once per model and bank
     return config

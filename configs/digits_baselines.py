@@ -13,7 +13,8 @@ def get_config():
     config.experiment = "baselines"
     config.model = "digits"
     config.checkpoint = ""  # empty: the shipped weights
-    config.seed = 0
+    config.seed = 0  # training, validation and fitness streams (seeds [2**20, 2**21) internally)
+    config.eval_seed = 0  # the held-out noise bank (seeds [0, 2**20)): disjoint from every training stream
     config.num_steps = (4, 5, 10, 20)
     config.methods = ("ddpm-quadratic", "ddim-linear", "ddim-quadratic", "dpm-solver++(2m)-logsnr")
     config.reference_steps = 1000

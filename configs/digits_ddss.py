@@ -22,9 +22,9 @@ def get_config():
     config.num_steps = (4, 5, 10)
     config.methods = ("ddpm-linear", "ddpm-quadratic", "ddim-linear", "ddim-quadratic", "dpm-solver++(2m)-logsnr")
     config.learn = (("ggdm+pred+time", "kid"),)
-    config.init = ml_collections.ConfigDict(dict(base="dpm_solver++", stride="logsnr", eta=0.0))
+    config.init = ml_collections.ConfigDict(dict(base="dpm_solver++", stride="logsnr", eta=0.0, timesteps_from=()))
     config.loss = ml_collections.ConfigDict(dict(kind="kid", teacher_weight=1.0, teacher_space="features",
-                                                 teacher_steps=20))
+                                                 teacher_steps=20, teacher_pairs=2048))
     config.train = ml_collections.ConfigDict(dict(
         steps=100, steps_by_k=((10, 50),), batch_size=128, learning_rate=1e-2, warmup_steps=0, grad_clip=1.0,
         log_every=10, eval_every=25, val_samples=1000, checkpoint_every=25, remat=True))

@@ -14,7 +14,8 @@ def get_config():
     config.experiment = "baselines"
     config.model = "gmm"
     config.checkpoint = ""
-    config.seed = 0
+    config.seed = 0  # training, validation and fitness streams
+    config.eval_seed = 0  # the held-out noise bank, disjoint from every training stream
     config.schedule = "linear"  # linear-β DDPM schedule, T = 1000 ('cosine' also available)
     config.num_timesteps = 1000
     config.gmm = ml_collections.ConfigDict(dict(seed=0, event_shape=(8, 8, 1), num_components=10))

@@ -16,7 +16,7 @@ def get_config():
     config.learn = (("ggdm+pred+time", "kid"),)
     config.init = ml_collections.ConfigDict(dict(base="dpm_solver++", stride="logsnr", eta=0.0))
     config.loss = ml_collections.ConfigDict(dict(kind="kid", teacher_weight=1.0, teacher_space="pixels",
-                                                 teacher_steps=50))
+                                                 teacher_steps=50, teacher_pairs=0))
     config.train = ml_collections.ConfigDict(dict(
         steps=300, batch_size=256, learning_rate=1e-2, warmup_steps=0, grad_clip=1.0,
         log_every=20, eval_every=100, val_samples=1000, checkpoint_every=50, remat=True))

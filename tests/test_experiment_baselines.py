@@ -23,7 +23,11 @@ def test_run_writes_the_results_contract(tmp_path):
     expected = {(m, k) for m in config.methods for k in config.num_steps}
     assert expected | {("ddpm-50", 50), ("data", 0)} == methods
     for row in on_disk["rows"]:
-        assert {"method", "K", "nfe", "fid", "kid", "n_samples", "heldout"} <= set(row)
+        assert {"method", "K", "nfe", "fid", "fid_train_space", "precision", "recall", "kid", "n_samples", "heldout",
+                "eval_features", "train_features"} <= set(row)
+        # The mixture has no feature network: both spaces are the data, and the rows say so.
+        assert row["eval_features"] == row["train_features"] == {"name": "data", "sha256": None}
+        assert row["spaces_coincide"] is True and row["fid"] == row["fid_train_space"]
         assert row["heldout"] is True and row["n_samples"] == config.num_samples
         images = np.load(tmp_path / "samples" / f"{row['method']}_K{row['K']}.npz")["images"]
         assert images.shape == (config.num_samples, 4, 4, 1) and images.dtype == np.float32
@@ -43,7 +47,7 @@ def test_ceiling_is_computed_once_and_then_read_from_the_cache(tmp_path):
     second = experiments.run(config, str(tmp_path / "b"))["rows"]
     assert "cached" not in first[0] and second[0]["cached"].startswith(str(tmp_path / "cache"))
     assert second[0]["fid"] == first[0]["fid"] and second[0]["wall_time_s"] == first[0]["wall_time_s"]
-    config.seed = 1  # another noise bank: not the cached one
+    config.eval_seed = 1  # another noise bank: not the cached one
     assert "cached" not in experiments.run(config, str(tmp_path / "c"))["rows"][0]
 
 
@@ -85,3 +89,26 @@ def test_unknown_experiment(tmp_path):
     config.experiment = "nope"
     with pytest.raises(ValueError, match="Unknown experiment"):
         experiments.run(config, str(tmp_path))
+
+
+def test_the_shipped_ceiling_is_found_by_the_models_stable_identity():
+    """The cache key comes from the weight file's bytes, not from arrays computed at run time: a schedule
+    table that differs in its last bits (another machine, another XLA) still finds the shipped file."""
+    import dataclasses
+
+    import jax.numpy as jnp
+
+    from configs import digits_baselines
+    from ddss import schedules
+    from ddss.experiments import evaluation, targets
+
+    cfg = baselines.BaselinesConfig.from_config(digits_baselines.get_config())
+    target = targets.digits_target()
+    path = evaluation.ceiling_cache_path(cfg, target)
+    assert os.path.dirname(path) == evaluation.SHIPPED_CEILINGS and os.path.exists(path)
+    table = np.asarray(target.schedule.log_alpha_bar_table)
+    nudged = schedules.Schedule(jnp.asarray(np.nextafter(table, np.float32(0))))
+    assert not np.array_equal(np.asarray(nudged.log_alpha_bar_table), table)
+    assert evaluation.ceiling_cache_path(cfg, dataclasses.replace(target, schedule=nudged)) == path
+    other = dataclasses.replace(cfg, eval_seed=1)  # another held-out bank: another file
+    assert evaluation.ceiling_cache_path(other, target) != path

@@ -58,6 +58,43 @@ def test_learning_moves_the_sampler_and_the_export_reproduces_the_scored_samples
     assert sampler.metadata["info"]["best_val_fid"] == record["best_val_fid"]
 
 
+def _held_out_fid_of_the_initial_sampler(workdir, config):
+    """The held-out evaluation FID of the K = 3 sampler training started from (DPM-Solver++(2M), λ-uniform)."""
+    from ddss.experiments import evaluation
+
+    cfg = ddss_exp.DDSSConfig.from_config(config)
+    target, noise_bank, key = evaluation.setup(cfg.base, str(workdir / "init"))
+    init = ggdm.init(target.schedule, schedules.timesteps(target.schedule, "logsnr", 3), family="ggdm+pred+time",
+                     base="dpm_solver++")
+    fn = jax.jit(lambda p, x, k: ggdm.sample(p, lambda x_, t_: target.apply({}, x_, t_), x, k, return_info=True))
+    samples = evaluation.sample_in_batches(fn, init, noise_bank, key, cfg.base.batch_size)
+    return target.score(samples)["fid"]
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_learning_improves_the_held_out_score_and_a_flipped_gradient_does_not(whole_run, tmp_path, monkeypatch,
+                                                                               sign):
+    """Descending the loss must beat the starting solver on held-out noise, and on the validation bank;
+    the same run ascending it (a flipped gradient sign) must not: so this test can fail."""
+    if sign > 0:
+        workdir, results = whole_run
+    else:
+        import optax
+        from ddss.search import ddss as ddss_lib
+
+        make = ddss_lib.make_optimizer
+        monkeypatch.setattr(ddss_lib, "make_optimizer",
+                            lambda *a, **k: optax.chain(optax.scale(-1.0), make(*a, **k)))
+        workdir = tmp_path
+        results = experiments.run(_config(baselines=False), str(workdir))
+    learned = next(r for r in results["rows"] if r["method"] == "ggdm+pred+time")
+    metrics = [json.loads(line) for line in (workdir / "runs" / "ggdm+pred+time_K3" / "metrics.jsonl").open()]
+    val = {m["step"]: m["val_fid"] for m in metrics if "val_fid" in m}
+    initial = _held_out_fid_of_the_initial_sampler(tmp_path, _config())
+    improved = learned["training"]["best_val_fid"] < 0.8 * val[0] and learned["fid"] < 0.8 * initial
+    assert improved == (sign > 0), (val, learned["fid"], initial)
+
+
 def _wrap_training_steps(patch, wrap):
     """Makes every Trainer's jitted step `wrap(step, call_number, *args)` (call numbers from 1)."""
     original_init = ddss_exp.Trainer.__init__
@@ -107,7 +144,7 @@ def test_a_non_finite_step_is_refused(tmp_path):
     from ddss.search import ddss as ddss_lib
 
     learned = {"w": np.ones(3, np.float32)}
-    loss = lambda l, mp, x, key, real: (jnp.sum(l["w"] * x.mean()), {"kid": jnp.sum(l["w"])})
+    loss = lambda l, mp, x, key, real, target=None: (jnp.sum(l["w"] * x.mean()), {"kid": jnp.sum(l["w"])})
     for lr, finite in ((0.1, True), (float("nan"), False)):
         optimizer = optax.adam(lr)
         state = ddss_lib.init_state(learned, optimizer, jax.random.key(0))

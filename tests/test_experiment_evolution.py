@@ -49,12 +49,13 @@ def test_the_export_reproduces_the_scored_samples(whole_run):
     assert sampler.metadata["info"]["fitness"] == row["search_fitness"]
     # Re-sample the held-out bank through the export and the mixture's exact ε: the row's samples.
     cfg = evo_exp.EvolutionConfig.from_config(gmm_evolution_test.get_config())
-    from ddss.experiments import baselines
-    target, noise_bank, key = baselines.setup(cfg.base, str(workdir / "again"))
+    from ddss.experiments import evaluation
+    target, noise_bank, key = evaluation.setup(cfg.base, str(workdir / "again"))
     samples, _ = evo_exp.score_sampler(sampler, target, noise_bank, key, cfg.base.batch_size)
     saved = np.load(workdir / "samples" / "evolution-timesteps_K3.npz")["images"]
     np.testing.assert_array_equal(samples, saved)
-    assert fid.frechet_distance_of(target.features(samples), *target.reference_stats) == pytest.approx(row["fid"])
+    assert fid.frechet_distance_of(target.eval_space.features(samples), *target.eval_space.reference_stats) == \
+        pytest.approx(row["fid"])
 
 
 def test_a_killed_search_resumes_to_the_same_result(whole_run, tmp_path, monkeypatch):
@@ -172,7 +173,7 @@ def test_searching_the_times_of_an_exported_ggdm_sampler(tmp_path):
     """sampler='ggdm' keeps an exported DDSS sampler's coefficients and searches its times; the winner's
     export carries them and reproduces the scored samples."""
     from ddss import save_sampler, schedules
-    from ddss.experiments import baselines
+    from ddss.experiments import evaluation
     from ddss.samplers import ggdm
 
     schedule = schedules.linear_beta(1000)
@@ -192,7 +193,7 @@ def test_searching_the_times_of_an_exported_ggdm_sampler(tmp_path):
     for k, v in params.learned.items():
         np.testing.assert_array_equal(sampler.ggdm_params.learned[k], v)
     cfg = evo_exp.EvolutionConfig.from_config(config)
-    target, noise_bank, key = baselines.setup(cfg.base, str(tmp_path / "again"))
+    target, noise_bank, key = evaluation.setup(cfg.base, str(tmp_path / "again"))
     samples, _ = evo_exp.score_sampler(sampler, target, noise_bank, key, cfg.base.batch_size)
     np.testing.assert_array_equal(samples, np.load(tmp_path / "work" / "samples" / "evolution-timesteps_K3.npz")["images"])
     # A +TIME sampler learns its own times: searching them is refused.

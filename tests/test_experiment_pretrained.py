@@ -104,12 +104,13 @@ def test_cifar10_config_without_checkpoint_says_where_to_get_it(tmp_path):
         experiments.run(_small(cifar10_ddpm.get_config(), checkpoint=str(tmp_path / "missing")), str(tmp_path))
 
 
-def test_digits_baselines_scores_in_classifier_space(tmp_path):
+def test_digits_baselines_scores_in_the_evaluation_space(tmp_path):
     config = _small(digits_baselines.get_config(), num_samples=64, batch_size=64, reference_steps=4,
                     num_steps=(2, 8), ceiling_cache=str(tmp_path / "cache"))
     rows = experiments.run(config, str(tmp_path))["rows"]
     fid = {(r["method"], r["K"]): r["fid"] for r in rows}
-    assert {r["feature_space"] for r in rows} == {"digits_classifier"}
+    assert {r["feature_space"] for r in rows} == {"digits_eval"}
+    assert {r["train_features"]["name"] for r in rows} == {"digits"} and not any(r["spaces_coincide"] for r in rows)
     assert fid[("ddim-linear", 8)] < fid[("ddim-linear", 2)]  # more steps, better samples
     assert rows[-1]["method"] == "data" and rows[-1]["n_samples"] == 360
 

@@ -1,11 +1,14 @@
 """Experiments: the loops that jit, checkpoint, log and write results. One `run(config, workdir)` each."""
-from ddss.experiments import baselines, ddss, evolution, ref_stats, train, train_classifier
+from ddss.experiments import (baselines, ddss, evaluate, evolution, ref_stats, search_then_learn, train,
+                              train_classifier)
 
 EXPERIMENTS = {
     "baselines": baselines.run,
     "ddss": ddss.run,
+    "evaluate": evaluate.run,
     "evolution": evolution.run,
     "ref_stats": ref_stats.run,
+    "search_then_learn": search_then_learn.run,
     "train": train.run,
     "train_classifier": train_classifier.run,
 }

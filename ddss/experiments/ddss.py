@@ -38,7 +38,7 @@ import orbax.checkpoint as ocp
 from tqdm import tqdm
 
 from ddss import export, schedules
-from ddss.experiments import baselines, plots, targets, writers
+from ddss.experiments import baselines, evaluation, plots, targets, writers
 from ddss.metrics import fid
 from ddss.samplers import ggdm
 from ddss.search import ddss as ddss_lib
@@ -51,6 +51,20 @@ class InitConfig:
     base: str = "dpm_solver++"  # ddim | dpm_solver++
     stride: str = "logsnr"
     eta: float = 0.0
+    # ((K, path), ...): start at K from the timesteps of an exported sampler (e.g. a searched one)
+    # instead of `stride`'s; the coefficients are still `base`'s on those times.
+    timesteps_from: tuple = ()
+
+
+def initial_timesteps(init: InitConfig, schedule, k: int) -> np.ndarray:
+    """The times a K-step sampler starts from: an export's (init.timesteps_from) or the stride's."""
+    path = dict(init.timesteps_from).get(k)
+    if not path:
+        return schedules.timesteps(schedule, init.stride, k)
+    times = np.asarray(export.load_sampler(os.path.expanduser(path)).params.timesteps, np.float64)
+    if len(times) != k:
+        raise ValueError(f"init.timesteps_from names {path} for K = {k}, but it holds {len(times)} steps.")
+    return times
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +101,9 @@ class DDSSConfig:
             if len(entry) != 2:
                 raise ValueError(f"config.learn entries are (family, loss) pairs, got {entry!r}.")
             ggdm.check_family(entry[0])
-        init = InitConfig(**c.get("init", {}))
+        init = dict(c.get("init", {}))
+        init["timesteps_from"] = tuple((int(k), str(p)) for k, p in init.get("timesteps_from", ()))
+        init = InitConfig(**init)
         loss = ddss_lib.LossConfig(**c.get("loss", {}))
         for _, kind in learn:
             dataclasses.replace(loss, kind=kind)  # an unknown loss fails here
@@ -116,8 +132,8 @@ def real_features(cfg: DDSSConfig, target: targets.Target) -> np.ndarray | None:
                 "--config.save_features=True (it is DIR/features.npy).")
         feats = np.load(path, mmap_mode="r")
         return np.asarray(feats, np.float32)
-    if target.reference_features is not None:
-        return np.asarray(target.reference_features, np.float32)
+    if target.train.reference_features is not None:
+        return np.asarray(target.train.reference_features, np.float32)
     return None
 
 
@@ -125,14 +141,14 @@ class Trainer:
     """Everything one learned sampler needs: its initial params, jitted step and validation sampler."""
 
     def __init__(self, cfg: DDSSConfig, target: targets.Target, extractor, reals, family: str, loss_kind: str,
-                 k: int, key):
+                 k: int, key, pairs=None):
         self.cfg, self.target, self.family, self.k = cfg, target, family, k
         self.steps = dict(cfg.train.steps_by_k).get(k, cfg.train.steps)
         self.loss_cfg = dataclasses.replace(cfg.loss, kind=loss_kind)
         if self.loss_cfg.uses_kid and reals is None:
             raise ValueError("The KID loss needs real-data features: set config.reference_features to a features.npy "
                              "written by the ref_stats experiment with --config.save_features=True.")
-        init_t = schedules.timesteps(target.schedule, cfg.init.stride, k)
+        init_t = initial_timesteps(cfg.init, target.schedule, k)
         self.init_params = ggdm.init(target.schedule, init_t, family=family, eta=cfg.init.eta,
                                      base=cfg.init.base if family != "vars" else "ddim")
         clip = cfg.base.clip_denoised
@@ -147,6 +163,8 @@ class Trainer:
             teacher = ddss_lib.teacher_fn(target.schedule, target.apply, self.loss_cfg.teacher_steps,
                                           clip_denoised=clip)
         loss = ddss_lib.make_loss(functools.partial(sample, remat=cfg.train.remat), extractor, self.loss_cfg, teacher)
+        # A fixed bank of (x_K, teacher solution) pairs, when the loss has a teacher and the config asks for one.
+        self.pairs = pairs if self.loss_cfg.uses_teacher and self.loss_cfg.teacher_pairs else None
         t = cfg.train
         self.optimizer = ddss_lib.make_optimizer(t.learning_rate, t.grad_clip, self.steps, t.warmup_steps)
         self.reals = jnp.asarray(reals if reals is not None else np.zeros((2, 1), np.float32))
@@ -165,11 +183,15 @@ class Trainer:
                 "best_fid": jnp.asarray(np.inf, jnp.float32)}
 
     def generate(self, learned, noise, key, batch_size) -> np.ndarray:
-        return baselines.sample_in_batches(self.sample, (learned, self.target.params), noise, key, batch_size)
+        return evaluation.sample_in_batches(self.sample, (learned, self.target.params), noise, key, batch_size)
 
     def validate(self, learned) -> float:
+        """FID of the validation bank in the *train* space (never the evaluation space), on samples
+        quantised as the final scores are."""
         samples = self.generate(learned, self.val_bank, self.k_val_sampler, self.cfg.base.batch_size)
-        return fid.frechet_distance_of(self.target.features(samples), *self.target.reference_stats)
+        if self.target.quantize:
+            samples = targets.quantize_uint8(samples)
+        return fid.frechet_distance_of(self.target.train.features(samples), *self.target.train.reference_stats)
 
 
 def check_run_description(trainer: Trainer, rundir: str) -> None:
@@ -214,7 +236,7 @@ def train_one(trainer: Trainer, rundir: str) -> dict:
             writer.write_scalars(0, {"val_fid": best_fid})
         with tqdm(total=steps, initial=start, desc=desc, unit="step") as bar:
             for step in range(start, steps):
-                state, metrics = trainer.step(state, trainer.target.params, trainer.reals)
+                state, metrics = trainer.step(state, trainer.target.params, trainer.reals, trainer.pairs)
                 running = metrics if running is None else jax.tree.map(jnp.add, running, metrics)
                 done = step + 1
                 evaluating = done % t.eval_every == 0 or done == steps
@@ -260,8 +282,7 @@ def train_one(trainer: Trainer, rundir: str) -> dict:
         # Each step runs the chain forward, recomputes every network call in the backward pass and
         # back-propagates through it; the teacher adds its own forward passes.
         "network_evaluations": {"forward": 2 * k * b * steps + val_evals, "backward": k * b * steps,
-                                "teacher_forward": (trainer.loss_cfg.teacher_steps * b * steps
-                                                    if trainer.loss_cfg.uses_teacher else 0)},
+                                "teacher_forward": teacher_evaluations(trainer.loss_cfg, b * steps)},
         "device": jax.devices()[0].device_kind,
         "best_val_fid": best_fid, "val_samples": t.val_samples,
     }
@@ -272,45 +293,68 @@ def train_one(trainer: Trainer, rundir: str) -> dict:
     return record
 
 
+def teacher_evaluations(loss: ddss_lib.LossConfig, samples: int) -> int:
+    """Teacher network calls a run pays for: per training sample, or once for a shared bank of pairs."""
+    if not loss.uses_teacher:
+        return 0
+    return loss.teacher_steps * (loss.teacher_pairs or samples)
+
+
+def teacher_pairs(cfg: DDSSConfig, target: targets.Target, key) -> tuple | None:
+    """The shared bank of (x_K, teacher solution) pairs, when a teacher loss asks for one (computed once
+    per run, before any training, from the run's key: a resumed run recomputes the same bank)."""
+    loss = cfg.loss
+    if not (loss.teacher_pairs and any("teacher" in kind for _, kind in cfg.learn)):
+        return None
+    noise = jax.random.normal(key, (loss.teacher_pairs,) + tuple(target.image_shape))
+    teacher = ddss_lib.teacher_fn(target.schedule, target.apply, loss.teacher_steps,
+                                  clip_denoised=cfg.base.clip_denoised)
+    return noise, ddss_lib.teacher_bank(teacher, target.params, noise, cfg.base.batch_size)
+
+
 def run(config, workdir: str) -> dict:
     cfg = DDSSConfig.from_config(config)
-    target, noise_bank, key_sampler = baselines.setup(cfg.base, workdir)
+    target, noise_bank, key_sampler = evaluation.setup(cfg.base, workdir)
+    rows = learned_rows(cfg, target, noise_bank, key_sampler, workdir)
+    rows += evaluation.baseline_rows(cfg.base, target, noise_bank, key_sampler, workdir)
+    results = evaluation.finish(cfg.base, target, rows, workdir)
+    plots.timesteps(rows, target.schedule, cfg.base.methods, os.path.join(workdir, "timesteps.png"))
+    return results
+
+
+def learned_rows(cfg: DDSSConfig, target: targets.Target, noise_bank, key_sampler, workdir: str, *,
+                 tag: str = "") -> list[dict]:
+    """Trains (or resumes) every (K, family, loss) of the config under DIR/runs/<method><tag>_K<K>/ and
+    scores each export on the held-out bank; `tag` tells apart runs of the same method from another start."""
     for k in cfg.base.num_steps:
         schedules.timesteps(target.schedule, "linear", k)  # K out of range fails before any training
-    if target.features is None:
+    if target.train is None:
         raise ValueError("DDSS scores samples while it learns: set config.features (the feature network) and "
                          "config.reference_stats.")
     extractor = _extractor(cfg)
     reals = real_features(cfg, target)
-    key = jax.random.fold_in(jax.random.key(cfg.base.seed), 7)  # distinct from the held-out bank's keys
-    learned_rows = []
+    key = jax.random.fold_in(evaluation.training_key(cfg.base.seed), 7)  # disjoint from the held-out bank's keys
+    pairs = teacher_pairs(cfg, target, jax.random.fold_in(key, 3))
+    rows = []
     for k in cfg.base.num_steps:
         for family, loss_kind in cfg.learn:
-            method = method_name(family, loss_kind)
+            method = method_name(family, loss_kind) + tag
             trainer = Trainer(cfg, target, extractor, reals, family, loss_kind, k,
-                              jax.random.fold_in(key, zlib.crc32(f"{method}_K{k}".encode())))
+                              jax.random.fold_in(key, zlib.crc32(f"{method}_K{k}".encode())), pairs)
             rundir = os.path.join(workdir, "runs", f"{method}_K{k}")
             os.makedirs(rundir, exist_ok=True)
             record = train_one(trainer, rundir)
             sampler = export.load_sampler(os.path.join(rundir, "sampler.safetensors"), family=family, num_steps=k)
-            baselines.compile_for_bank(trainer.sample, (sampler.params.learned, target.params), noise_bank,
-                                       key_sampler, cfg.base.batch_size)
-            start = time.perf_counter()
-            samples = trainer.generate(sampler.params.learned, noise_bank, key_sampler, cfg.base.batch_size)
-            wall = time.perf_counter() - start
-            row = {**baselines._row(method, k, k, target.score(samples), len(samples), wall, cfg.base),
-                   "device": jax.devices()[0].device_kind, "loss": loss_kind,
-                   "init": {**dataclasses.asdict(cfg.init), "base": sampler.params.base},
-                   "timesteps": np.asarray(sampler.params.timesteps).tolist(),
-                   "training": {k_: record[k_] for k_ in ("wall_time_s", "network_evaluations", "device", "steps",
-                                                          "batch_size", "best_val_fid")},
-                   "export": os.path.relpath(os.path.join(rundir, "sampler.safetensors"), workdir)}
-            baselines.save_samples(workdir, method, k, samples)
-            learned_rows.append(row)
-    rows = learned_rows + baselines.baseline_rows(cfg.base, target, noise_bank, key_sampler, workdir)
-    results = baselines.finish(cfg.base, target, rows, workdir)
-    plots.timesteps(rows, target.schedule, cfg.base.methods, os.path.join(workdir, "timesteps.png"))
-    return results
+            samples, wall = evaluation.timed_samples(trainer.sample, (sampler.params.learned, target.params),
+                                                     noise_bank, key_sampler, cfg.base.batch_size)
+            rows.append(evaluation.score_row(
+                target, cfg.base, method, k, samples, wall, workdir, loss=loss_kind,
+                init={**dataclasses.asdict(cfg.init), "base": sampler.params.base},
+                timesteps=np.asarray(sampler.params.timesteps).tolist(),
+                training={k_: record[k_] for k_ in ("wall_time_s", "network_evaluations", "device", "steps",
+                                                    "batch_size", "best_val_fid")},
+                export=os.path.relpath(os.path.join(rundir, "sampler.safetensors"), workdir)))
+    return rows
 
 
 def _extractor(cfg: DDSSConfig):

@@ -12,12 +12,13 @@ runs under DIR/runs/evolution-<kind>_B<S>/:
   sampler.safetensors    the winner, for `ddss.load_sampler` (skip lists compiled statically)
   search.json            the search cost: wall time, candidates, network evaluations, device
 then scores each winner (its deployed, statically pruned sampler) and the baselines at the K of
-`config.num_steps` on the held-out noise bank with the float64 FID, and writes results.json, samples/, grids/,
-search_progress.png (best FID per generation) and timesteps.png.
+`config.num_steps` by the shared evaluation protocol (`ddss.experiments.evaluation`: held-out noise,
+the evaluation feature space that the fitness never sees), and writes results.json, samples/,
+grids/, search_progress.png (best fitness per generation) and timesteps.png.
 
 Fitness: the float32 jitted FID of `fitness_samples` samples from one fixed noise bank (common
 random numbers: every candidate sees the same noise; the bank is not the held-out one) against the
-reference statistics, in the target's feature space. A chunk of candidates with the same K is
+reference statistics, in the target's *train* feature space. A chunk of candidates with the same K is
 sampled in one `vmap`ped call with the traced-mask network: one compilation per K for the whole
 search; chunks are padded to a fixed size and, on several devices, sharded over a 1-D mesh.
 
@@ -41,7 +42,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm import tqdm
 
 from ddss import export, schedules
-from ddss.experiments import baselines, plots, targets, writers
+from ddss.experiments import baselines, evaluation, plots, targets, writers
 from ddss.metrics import fid
 from ddss.samplers import ggdm
 from ddss.search import evolution
@@ -158,7 +159,7 @@ class Evaluator:
 
     def __init__(self, cfg: EvolutionConfig, target: targets.Target, features, template, key):
         features_apply, self.feature_params = features
-        reference = fid.Reference.from_stats(*target.reference_stats)
+        reference = fid.Reference.from_stats(*target.train.reference_stats)  # the train space, never the eval one
         fn = evolution.fitness_fn(cfg.sampler, target.schedule, target.apply_skip, features_apply, reference,
                                   clip_denoised=cfg.base.clip_denoised, template=template)
         devices = jax.devices()
@@ -273,20 +274,29 @@ def deployed_sample_fn(sampler: export.EvolvedSampler, target: targets.Target):
 
 
 def score_sampler(sampler, target, noise_bank, key, batch_size) -> tuple[np.ndarray, float]:
-    fn = deployed_sample_fn(sampler, target)
-    baselines.compile_for_bank(fn, target.params, noise_bank, key, batch_size)
-    start = time.perf_counter()
-    samples = baselines.sample_in_batches(fn, target.params, noise_bank, key, batch_size)
-    return samples, time.perf_counter() - start
+    return evaluation.timed_samples(deployed_sample_fn(sampler, target), target.params, noise_bank, key, batch_size)
 
 
 def run(config, workdir: str) -> dict:
     cfg = EvolutionConfig.from_config(config)
-    target, noise_bank, key_sampler = baselines.setup(cfg.base, workdir)
+    target, noise_bank, key_sampler = evaluation.setup(cfg.base, workdir)
+    rows, costs = searched_rows(cfg, target, noise_bank, key_sampler, workdir)
+    rows += evaluation.baseline_rows(cfg.base, target, noise_bank, key_sampler, workdir)
+    results = evaluation.finish(cfg.base, target, rows, workdir, sampler=cfg.sampler,
+                                fitness_samples=cfg.fitness_samples)
+    plots.search_progress(costs, os.path.join(workdir, "search_progress.png"))
+    plots.timesteps(rows, target.schedule, cfg.base.methods, os.path.join(workdir, "timesteps.png"))
+    return results
+
+
+def searched_rows(cfg: EvolutionConfig, target: targets.Target, noise_bank, key_sampler,
+                  workdir: str) -> tuple[list[dict], dict]:
+    """Runs (or resumes) every search of the config under DIR/runs/evolution-<kind>_B<S>/, exports and
+    scores each winner on the held-out bank; returns the rows and each search's cost record."""
     T, L = target.schedule.num_timesteps, target.num_blocks
     for k in cfg.base.num_steps + tuple(k for _, k in cfg.searches):
         schedules.timesteps(target.schedule, "linear", k)  # K out of range fails before any search
-    if target.features is None:
+    if target.train is None:
         raise ValueError("The search scores candidates by FID: set config.features (the feature network) and "
                          "config.reference_stats.")
     if target.apply_skip is None:
@@ -294,7 +304,7 @@ def run(config, workdir: str) -> dict:
     # Bad settings fail before any work.
     spaces = {(name, k): search_space(cfg, name, k, T, L) for name, k in cfg.searches}
     templates = {k: load_template(cfg, target, k) for _, k in cfg.searches}
-    key = jax.random.fold_in(jax.random.key(cfg.base.seed), 11)  # distinct from the held-out bank's keys
+    key = jax.random.fold_in(evaluation.training_key(cfg.base.seed), 11)  # disjoint from the held-out bank's keys
     evaluators = {}  # one per GGDM template; the other samplers share one (compiled once per K)
     rows, costs, finished = [], {}, {}
     for name, k in sorted(cfg.searches, key=lambda s: SEARCHES.index(s[0])):  # timestep searches first
@@ -302,7 +312,7 @@ def run(config, workdir: str) -> dict:
         template = templates[k]
         which = k if template is not None else None
         if which not in evaluators:
-            features = targets.feature_network(cfg.base.model, cfg.base.features)  # the held-out scores' space
+            features = targets.feature_network(cfg.base.model, cfg.base.features)  # the train space
             evaluators[which] = Evaluator(cfg, target, features, template, jax.random.fold_in(key, 0))
         method = f"evolution-{name}"
         rundir = os.path.join(workdir, "runs", f"{method}_B{k}")
@@ -323,22 +333,15 @@ def run(config, workdir: str) -> dict:
                                     ggdm_params=template, info=info)
         sampler = export.load_sampler(export_path, num_blocks=L)
         samples, wall = score_sampler(sampler, target, noise_bank, key_sampler, cfg.base.batch_size)
-        row = {**baselines._row(method, winner.num_steps, winner.num_steps, target.score(samples), len(samples),
-                                wall, cfg.base),
-               "device": jax.devices()[0].device_kind, "sampler": cfg.sampler, "search_fitness": fitness,
-               "timesteps": winner.timesteps.tolist(), "skip": [list(s) for s in winner.skip_lists()],
-               "block_executions": winner.block_executions, "budget": space.budget, "budget_steps": k, "search": cost,
-               "export": os.path.relpath(export_path, workdir)}
+        row = evaluation.score_row(
+            target, cfg.base, method, winner.num_steps, samples, wall, workdir, sampler=cfg.sampler,
+            search_fitness=fitness, timesteps=winner.timesteps.tolist(), skip=[list(s) for s in winner.skip_lists()],
+            block_executions=winner.block_executions, budget=space.budget, budget_steps=k, search=cost,
+            export=os.path.relpath(export_path, workdir))
         if winner.skip.any():  # the same timesteps without pruning: what skipping the blocks saves
             unpruned = dataclasses.replace(sampler, skip=((),) * winner.num_steps)
             _, row["wall_time_unpruned_s"] = score_sampler(unpruned, target, noise_bank, key_sampler,
                                                           cfg.base.batch_size)
-        baselines.save_samples(workdir, method, winner.num_steps, samples)
         rows.append(row)
         costs[f"{method} (budget {k} steps)"] = cost
-    rows += baselines.baseline_rows(cfg.base, target, noise_bank, key_sampler, workdir)
-    results = baselines.finish(cfg.base, target, rows, workdir, sampler=cfg.sampler,
-                               fitness_samples=cfg.fitness_samples)
-    plots.search_progress(costs, os.path.join(workdir, "search_progress.png"))
-    plots.timesteps(rows, target.schedule, cfg.base.methods, os.path.join(workdir, "timesteps.png"))
-    return results
+    return rows, costs

@@ -1,23 +1,37 @@
-"""What an evaluating experiment samples from and how it scores the samples.
+"""What an evaluating experiment samples from, and the feature spaces it is scored in.
 
 A `Target` bundles a model (ε function with its parameters passed explicitly, the schedule, the
-image shape) with a feature space and reference statistics. Config `model` picks one:
+image shape) with two feature `Space`s:
 
-  "gmm"        the analytic Gaussian mixture (exact ε); scored in data space against its exact moments
-  "digits"     the embedded digits DDPM; scored in the digits classifier's feature space against all
-               1797 digits, with the train-vs-test-split floor
+  train  the space the learning objectives see: the DDSS loss, its validation and best-parameter
+         choice, and the search's fitness all compute there;
+  eval   the space the headline scores come from, which no objective, validation or fitness uses.
+
+Config `model` picks one:
+
+  "gmm"        the analytic Gaussian mixture (exact ε). There is no feature network: both spaces are
+               the data itself, scored against the mixture's *exact* moments (so the two coincide,
+               and every row says so).
+  "digits"     the embedded digits DDPM. Train space: the digits classifier (`digits`); evaluation
+               space: the independent evaluation network (`digits_eval`: another architecture, seed
+               and split). Both against all 1797 digits; the `data` row is the test split against
+               the train split.
   "diffusers"  a diffusers UNet2DModel checkpoint directory (`config.checkpoint`), converted on load;
-               scored with `config.features` (e.g. the FID Inception) against `config.reference_stats`
-               (a stats.npz from configs/ref_stats_*.py). KID needs reference features, which a
-               statistics file does not hold: those rows carry kid = null. Without `config.features`
-               the rows are unscored (fid = null) and only the samples are saved.
+               train space `config.features` against `config.reference_stats`, evaluation space
+               `config.eval_features` against `config.eval_reference_stats`. Without the latter two
+               the evaluation space is the train space, and every row and the printed table say so.
 
-Rows also get the Inception Score of the extractor's classifier (`is`, `is_std`; 10 splits) when it
-has one: the FID Inception's 1008 classes, or the digits classifier's 10.
+Scoring quantises image samples to uint8 first (round, then clip to [0, 255]), as saved images
+are. A row's `fid` is the evaluation space's FID; `fid_train_space` sits beside it for diagnosis,
+with k-NN precision and recall (k = 3) in the evaluation space where reference features exist,
+KID, and the Inception Score of the evaluation network's classifier when it has one.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import os
 from typing import Any, Callable
 
 import jax
@@ -26,14 +40,58 @@ import numpy as np
 from ddss import schedules
 from ddss.data import digits as digits_data
 from ddss.metrics import features as features_lib
-from ddss.metrics import fid, inception_score, kid, stats
+from ddss.metrics import fid, inception_score, kid, precision_recall, stats
 from ddss.models import convert, gmm, unet
 from ddss.models import digits as digits_model
 
 MODELS = ("gmm", "digits", "diffusers")
+PR_NEIGHBOURS = 3  # k of the k-NN precision and recall
 _CIFAR10_HINT = ("Set --config.checkpoint=DIR to a diffusers UNet2DModel checkpoint directory (config.json + "
                  "diffusion_pytorch_model.safetensors), e.g. `huggingface-cli download google/ddpm-cifar10-32 "
                  "--local-dir DIR`.")
+
+
+def quantize_uint8(images) -> np.ndarray:
+    """Images in [-1, 1] as a saved uint8 image holds them: round to 256 levels, then clip; back in [-1, 1].
+
+    A NaN stays NaN, so the feature extractor's check still reports it."""
+    levels = np.clip(np.round((np.asarray(images, np.float32) + 1.0) * 127.5), 0.0, 255.0)
+    return (levels / 127.5 - 1.0).astype(np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class Space:
+    """A feature space with its reference data: what FID, KID, precision and recall are measured in."""
+
+    name: str
+    identity: dict  # {"name": ..., "sha256": weights} : stable, from the weight file's bytes
+    features: Callable[[np.ndarray], np.ndarray]  # images -> float64 [N, D]
+    reference_stats: tuple[np.ndarray, np.ndarray]
+    reference_features: np.ndarray | None = None  # KID, precision and recall need them
+    logits: Callable[[np.ndarray], np.ndarray] | None = None  # images -> classifier logits (Inception Score)
+
+    def score(self, images, *, reference: tuple | None = None, num_subsets: int = 20) -> dict:
+        """FID (float64), KID, precision/recall (k = 3) and IS of `images` (already quantised).
+
+        `reference = (stats, features)` replaces the space's own reference data (the data row)."""
+        ref_stats, ref_feats = reference if reference is not None else (self.reference_stats, self.reference_features)
+        return self.score_features(self.features(images), ref_stats, ref_feats, num_subsets=num_subsets,
+                                   logits=self.logits(images) if self.logits is not None and len(images) >= 10
+                                   else None)
+
+    @staticmethod
+    def score_features(feats, ref_stats, ref_feats, *, num_subsets: int = 20, logits=None) -> dict:
+        out = {"fid": fid.frechet_distance_of(feats, *ref_stats), "kid": None, "kid_std": None,
+               "precision": None, "recall": None}
+        if ref_feats is not None:
+            out["kid"], out["kid_std"] = kid.kid(feats, ref_feats, num_subsets=num_subsets,
+                                                 subset_size=min(1000, len(feats), len(ref_feats)))
+            if min(len(feats), len(ref_feats)) > PR_NEIGHBOURS:
+                out["precision"], out["recall"] = precision_recall.precision_recall(ref_feats, feats,
+                                                                                     k=PR_NEIGHBOURS)
+        if logits is not None:
+            out["is"], out["is_std"] = inception_score.inception_score(logits)
+        return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,50 +101,94 @@ class Target:
     params: Any
     schedule: schedules.Schedule
     image_shape: tuple[int, ...]
-    feature_space: str | None
-    features: Callable[[np.ndarray], np.ndarray] | None  # images -> float64 features
-    reference_stats: tuple[np.ndarray, np.ndarray] | None
-    reference_features: np.ndarray | None
-    floor: tuple | None  # (images, their features, reference (mu, sigma), reference features): the data row
-    logits: Callable[[np.ndarray], np.ndarray] | None = None  # images -> classifier logits, for IS
+    train: Space | None  # what objectives, validation and fitness see
+    eval: Space | None  # what the headline scores come from; None: the train space (flagged)
+    # The data row: (images, {"train": (stats, features), "eval": (stats, features)}) of a held-out split
+    floor: tuple | None = None
+    quantize: bool = True  # image targets score uint8-quantised samples
     # (model_params, x, t, skip_mask [L] traced or None, skip static tuple) -> ε̂, and L: for pruning searches
     apply_skip: Callable | None = None
     num_blocks: int = 0
+    # A stable identity of the model: the sha256 of its weight files' bytes, or the mixture's
+    # specification. Caches key on it, never on arrays computed at run time.
+    identity: str = ""
 
-    def score(self, samples: np.ndarray) -> dict:
-        if self.features is None:
-            return {"fid": None, "kid": None, "kid_std": None, "feature_space": None}
-        scores = score_features(self.features(samples), self.reference_stats, self.reference_features,
-                                self.feature_space)
-        if self.logits is not None and len(samples) >= 10:
-            scores["is"], scores["is_std"] = inception_score.inception_score(self.logits(samples))
-        return scores
+    @property
+    def eval_space(self) -> Space | None:
+        return self.eval if self.eval is not None else self.train
 
-    def score_floor(self) -> dict | None:
-        if self.floor is None:
-            return None
-        _, feats, ref_stats, ref_feats = self.floor
-        return score_features(feats, ref_stats, ref_feats, self.feature_space)
+    @property
+    def spaces_coincide(self) -> bool:
+        return self.eval is None or self.eval.identity == (self.train.identity if self.train else None)
+
+    def describe(self) -> dict:
+        """The spaces of every row: names and weight hashes, and whether they coincide."""
+        space = lambda s: None if s is None else s.identity
+        return {"eval_features": space(self.eval_space), "train_features": space(self.train),
+                "spaces_coincide": self.spaces_coincide, "quantized": "uint8" if self.quantize else None}
+
+    def score(self, samples: np.ndarray, *, floor: bool = False) -> dict:
+        """A row's scores: the evaluation space's (headline `fid`, precision, recall, KID, IS) and the
+        train space's FID (`fid_train_space`)."""
+        if self.train is None:
+            return {"fid": None, "fid_train_space": None, "kid": None, "kid_std": None, "precision": None,
+                    "recall": None, "feature_space": None, **self.describe()}
+        if self.quantize and not floor:
+            samples = quantize_uint8(samples)
+        refs = self.floor[1] if floor else {}
+        scores = self.eval_space.score(samples, reference=refs.get("eval" if self.eval is not None else "train"))
+        if self.eval is not None:
+            train_fid = self.train.score_features(self.train.features(samples),
+                                                  *(refs.get("train") or (self.train.reference_stats, None)))["fid"]
+        else:
+            train_fid = scores["fid"]
+        return {**scores, "fid_train_space": train_fid, "feature_space": self.eval_space.name, **self.describe()}
 
 
-def score_features(feats, ref_stats, ref_feats, space, *, num_subsets: int = 20) -> dict:
-    """FID (float64) against `ref_stats`, and KID (subset mean, std) against `ref_feats` when given."""
-    m = s = None
-    if ref_feats is not None:
-        m, s = kid.kid(feats, ref_feats, num_subsets=num_subsets, subset_size=min(1000, len(feats), len(ref_feats)))
-    return {"fid": fid.frechet_distance_of(feats, *ref_stats), "kid": m, "kid_std": s, "feature_space": space}
+def files_sha256(*paths: str) -> str:
+    """sha256 over the bytes of the files that exist among `paths`, each preceded by its base name."""
+    digest = hashlib.sha256()
+    for path in paths:
+        if os.path.isfile(path):
+            digest.update(os.path.basename(path).encode() + b"\0")
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
+
+
+def weights_identity(name: str, extractor=None, path: str | None = None) -> dict:
+    """{"name", "sha256"} of a feature network: the sha256 of its weight file's bytes (or, for
+    parameters passed in directly, of the parameter arrays' bytes)."""
+    if extractor is not None and hasattr(extractor, "identity"):
+        return {"name": name, **{k: v for k, v in extractor.identity().items() if k != "name"}}
+    digest = hashlib.sha256()
+    if path is not None:
+        with open(path, "rb") as f:
+            digest.update(f.read())
+    else:
+        for leaf in jax.tree_util.tree_leaves(extractor.params if extractor is not None else ()):
+            digest.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
+    return {"name": name, "sha256": digest.hexdigest()}
+
+
+def extractor_space(extractor, reference_stats, reference_features=None, name: str | None = None) -> Space:
+    """A Space over a `ddss.metrics.features` extractor (its host-side batched features and logits)."""
+    name = name or extractor.name
+    return Space(name, weights_identity(name, extractor), extractor.features, reference_stats, reference_features,
+                 extractor.logits_numpy if extractor.logits_apply is not None else None)
 
 
 def feature_network(model: str, features_cfg=None) -> tuple[Callable, Any]:
-    """(apply(params, images) -> features, params): the target's feature space as a jittable function
-    (what DDSS differentiates through and the search's fitness scores in)."""
+    """(apply(params, images) -> features, params): the *train* space as a jittable function (what
+    DDSS differentiates through and the search's fitness scores in)."""
     if model == "gmm":
         return (lambda p, x: x.reshape(x.shape[0], -1)), {}
     extractor = features_lib.get("digits") if model == "digits" else features_lib.from_config(features_cfg)
     return extractor.apply, extractor.params
 
 
-def gmm_target(gmm_cfg, schedule: schedules.Schedule, num_samples: int, key) -> Target:
+def gmm_target(gmm_cfg, schedule: schedules.Schedule, num_samples: int, key, schedule_name: str = "linear") -> Target:
     mixture = gmm.random_mixture(gmm_cfg.seed, event_shape=tuple(gmm_cfg.event_shape),
                                  num_components=gmm_cfg.num_components)
     eps = gmm.eps_fn(mixture, schedule)
@@ -94,51 +196,72 @@ def gmm_target(gmm_cfg, schedule: schedules.Schedule, num_samples: int, key) -> 
     truth = (np.asarray(gmm.mean(mixture)), np.asarray(gmm.covariance(mixture)))
     reference = flat(gmm.sample(mixture, key, num_samples))
     floor = np.asarray(gmm.sample(mixture, jax.random.fold_in(key, 1), num_samples))
-    return Target("gmm", lambda p, x, t: eps(x, t), {}, schedule, mixture.event_shape, "data", flat, truth,
-                  reference, (floor, flat(floor), truth, reference),
-                  apply_skip=lambda p, x, t, mask, skip: eps(x, t), num_blocks=0)
+    data = Space("data", {"name": "data", "sha256": None}, flat, truth, reference)
+    spec = json.dumps({"gmm": dataclasses.asdict(gmm_cfg) if dataclasses.is_dataclass(gmm_cfg) else dict(gmm_cfg),
+                       "schedule": schedule_name, "T": schedule.num_timesteps}, sort_keys=True, default=list)
+    return Target("gmm", lambda p, x, t: eps(x, t), {}, schedule, mixture.event_shape, data, None,
+                  (floor, {"train": (truth, reference)}), quantize=False,
+                  apply_skip=lambda p, x, t, mask, skip: eps(x, t), num_blocks=0,
+                  identity=hashlib.sha256(spec.encode()).hexdigest())
 
 
 def _unet_apply_skip(config: unet.UNetConfig):
     return lambda p, x, t, mask, skip: unet.eps_fn(config, p, skip_mask=mask, skip=skip)(x, t)
 
 
-def on_images(fn):
-    """`fn` on samples clipped to the data range [-1, 1], as when they are saved as images.
-
-    Unclipped samplers overshoot the range slightly; a NaN still reaches the extractor's check.
-    """
-    return lambda samples: fn(np.clip(samples, -1.0, 1.0))
+def _digits_space(extractor) -> tuple[Space, dict]:
+    """The space of one digits feature network against all 1797 digits, and its data-row reference
+    (the train split, for the test split's row)."""
+    everything = extractor.features(digits_data.load("all")[0])
+    train = extractor.features(digits_data.load("train")[0])
+    space = extractor_space(extractor, fid.statistics(everything), everything)
+    return space, (fid.statistics(train), train)
 
 
 def digits_target(checkpoint: str = "") -> Target:
-    """The shipped digits DDPM, scored in the digits classifier's space against the shipped statistics."""
-    model = digits_model.load(checkpoint or None)
-    extractor = features_lib.get("digits")
-    ref = extractor.features(digits_data.load("all")[0])
+    """The shipped digits DDPM: trained against the digits classifier, scored in the evaluation network."""
+    path = checkpoint or digits_model.UNET_FILE
+    model = digits_model.load(path)
+    train, train_floor = _digits_space(features_lib.get("digits"))
+    train = dataclasses.replace(train, reference_stats=digits_model.reference_stats("all"))  # the shipped file
+    evaluation, eval_floor = _digits_space(features_lib.get("digits_eval"))
     test_images = digits_data.load("test")[0]
-    train = extractor.features(digits_data.load("train")[0])
     return Target("digits", lambda p, x, t: unet.eps_fn(model.config, p)(x, t), model.params, model.schedule,
-                  model.image_shape, "digits_classifier", on_images(extractor.features),
-                  digits_model.reference_stats("all"), ref,
-                  (test_images, extractor.features(test_images), digits_model.reference_stats("train"), train),
-                  on_images(extractor.logits_numpy), _unet_apply_skip(model.config), model.num_blocks)
+                  model.image_shape, train, evaluation, (test_images, {"train": train_floor, "eval": eval_floor}),
+                  apply_skip=_unet_apply_skip(model.config), num_blocks=model.num_blocks, identity=files_sha256(path))
 
 
-def diffusers_target(checkpoint: str, features_cfg=None, reference_stats: str = "") -> Target:
+def diffusers_target(checkpoint: str, features_cfg=None, reference_stats: str = "", eval_features_cfg=None,
+                     eval_reference_stats: str = "") -> Target:
     if not checkpoint:
         raise ValueError(f"config.checkpoint is empty. {_CIFAR10_HINT}")
     model = convert.load_diffusers(checkpoint)
     apply = lambda p, x, t: unet.eps_fn(model.config, p)(x, t)
+    directory = convert.unet_directory(os.path.expanduser(checkpoint))
+    weights = files_sha256(*(os.path.join(directory, name) for name in ("config.json", convert.WEIGHTS,
+                                                                          convert.PICKLED_WEIGHTS)))
+    spec = json.dumps(model.schedule_spec, sort_keys=True)  # the schedule's specification, not its float table
+    common = dict(apply_skip=_unet_apply_skip(model.config), num_blocks=model.num_blocks,
+                  identity=hashlib.sha256(f"{weights}:{spec}".encode()).hexdigest())
     if features_cfg is None or not features_cfg.get("name"):
-        return Target(f"diffusers:{checkpoint}", apply, model.params, model.schedule, model.image_shape,
-                      None, None, None, None, None, None, _unet_apply_skip(model.config), model.num_blocks)
+        return Target(f"diffusers:{checkpoint}", apply, model.params, model.schedule, model.image_shape, None, None,
+                      **common)
     hint = ("Compute it once with `python -m ddss.main --config=configs/ref_stats_cifar10.py --workdir=DIR` "
-            "(or configs/ref_stats_folder.py for an image folder) and pass --config.reference_stats=DIR/stats.npz.")
+            "(or configs/ref_stats_folder.py for an image folder) and pass --config.{field}=DIR/stats.npz.")
     if not reference_stats:
-        raise ValueError(f"config.reference_stats is empty: FID needs the data's feature statistics. {hint}")
+        raise ValueError(f"config.reference_stats is empty: FID needs the data's feature statistics. "
+                         f"{hint.format(field='reference_stats')}")
     extractor = features_lib.from_config(features_cfg)
-    mu, sigma, _ = stats.load(reference_stats, dim=extractor.dim, hint=hint)
-    return Target(f"diffusers:{checkpoint}", apply, model.params, model.schedule, model.image_shape,
-                  extractor.name, on_images(extractor.features), (mu, sigma), None, None,
-                  on_images(extractor.logits_numpy), _unet_apply_skip(model.config), model.num_blocks)
+    mu, sigma, _ = stats.load(reference_stats, dim=extractor.dim, hint=hint.format(field="reference_stats"))
+    train = extractor_space(extractor, (mu, sigma))
+    evaluation = None
+    if eval_features_cfg is not None and eval_features_cfg.get("name"):
+        if not eval_reference_stats:
+            raise ValueError("config.eval_features is set but config.eval_reference_stats is empty: the evaluation "
+                             f"space needs the data's statistics in it. {hint.format(field='eval_reference_stats')}")
+        eval_extractor = features_lib.from_config(eval_features_cfg)
+        e_mu, e_sigma, _ = stats.load(eval_reference_stats, dim=eval_extractor.dim,
+                                      hint=hint.format(field="eval_reference_stats"))
+        evaluation = extractor_space(eval_extractor, (e_mu, e_sigma))
+    return Target(f"diffusers:{checkpoint}", apply, model.params, model.schedule, model.image_shape, train,
+                  evaluation, **common)

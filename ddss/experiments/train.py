@@ -194,14 +194,15 @@ def train(cfg: TrainConfig, workdir: str) -> tuple[TrainState, dict]:
 
 def score_rows(samples: np.ndarray, extractor: features.FeatureExtractor, method: str, k: int) -> tuple[dict, dict]:
     """FID/KID of `samples` against all digits, and the data floor (train split vs test split)."""
-    feats = targets.on_images(extractor.features)
+    feats = extractor.features
     f_all, f_train = feats(digits.load("all")[0]), feats(digits.load("train")[0])
-    space = "digits_classifier"
+    score = lambda f, ref: {**targets.Space.score_features(f, fid.statistics(ref), ref, num_subsets=100),
+                            "feature_space": "digits_classifier"}
     sample_row = {"method": method, "K": k, "nfe": k, "n_samples": len(samples), "heldout": True,
-                  **targets.score_features(feats(samples), fid.statistics(f_all), f_all, space, num_subsets=100)}
+                  **score(feats(targets.quantize_uint8(samples)), f_all)}
     f_test = feats(digits.load("test")[0])
     data_row = {"method": "data", "K": 0, "nfe": 0, "n_samples": len(f_test), "heldout": True,
-                **targets.score_features(f_test, fid.statistics(f_train), f_train, space, num_subsets=100)}
+                **score(f_test, f_train)}
     return sample_row, data_row
 
 

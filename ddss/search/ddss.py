@@ -9,6 +9,9 @@ Losses (`LossConfig.kind`):
                  (DPM-Solver++(2M), `teacher_steps`, λ-uniform) from the *same* x_K, in the feature
                  space (`teacher_space="features"`) or in pixels, per dimension
   "kid+teacher"  kid + teacher_weight · teacher
+With `teacher_pairs = N > 0` the teacher runs once, before training, on a fixed bank of N noise
+draws (`teacher_bank`), and each step draws its batch of (x_K, teacher solution) pairs from that bank
+instead of fresh noise: the teacher's cost is paid once and shared by every K and family.
 Samples are clipped to [-1, 1] before the feature network, as for scoring. Gradients reach only the
 sampler's learned arrays: the pretrained network and the feature network are constants.
 
@@ -38,6 +41,7 @@ class LossConfig:
     teacher_weight: float = 1.0
     teacher_space: str = "features"
     teacher_steps: int = 20
+    teacher_pairs: int = 0  # 0: a fresh teacher solution every step; N: a fixed bank of N pairs
 
     def __post_init__(self):
         if self.kind not in LOSSES:
@@ -69,22 +73,32 @@ def teacher_fn(schedule: schedules.Schedule, apply: Callable, steps: int, *, cli
                                            clip_denoised=clip_denoised)
 
 
-def make_loss(sample: Callable, features: Callable, cfg: LossConfig, teacher: Callable | None = None):
-    """loss(learned, model_params, x_K, key, real_features) -> (scalar, {term: value}).
+def teacher_bank(teacher: Callable, model_params, noise: jax.Array, batch_size: int) -> jax.Array:
+    """The teacher's solutions from each row of `noise`, clipped to [-1, 1] (computed batch by batch)."""
+    run = jax.jit(lambda mp, x: jnp.clip(teacher(mp, x), -1.0, 1.0))
+    return jnp.concatenate([run(model_params, noise[i:i + batch_size]) for i in range(0, len(noise), batch_size)])
 
-    `sample(learned, model_params, x_K, key)` runs the sampler; `features(images)` is jittable.
+
+def make_loss(sample: Callable, features: Callable, cfg: LossConfig, teacher: Callable | None = None):
+    """loss(learned, model_params, x_K, key, real_features, teacher_target=None) -> (scalar, {term: value}).
+
+    `sample(learned, model_params, x_K, key)` runs the sampler; `features(images)` is jittable. A
+    teacher loss compares with `teacher_target` when given (a precomputed solution from the same x_K),
+    else runs `teacher(model_params, x_K)`.
     """
     if cfg.uses_teacher and teacher is None:
         raise ValueError("A teacher loss needs a teacher sampler (ddss.search.ddss.teacher_fn).")
 
-    def loss(learned, model_params, x_K, key, real_features):
+    def loss(learned, model_params, x_K, key, real_features, teacher_target=None):
         images = jnp.clip(sample(learned, model_params, x_K, key), -1.0, 1.0)
         feats = features(images)
         terms = {}
         if cfg.uses_kid:
             terms["kid"] = kid.mmd2(feats, real_features)
         if cfg.uses_teacher:
-            target = jax.lax.stop_gradient(jnp.clip(teacher(model_params, x_K), -1.0, 1.0))
+            if teacher_target is None:
+                teacher_target = jnp.clip(teacher(model_params, x_K), -1.0, 1.0)
+            target = jax.lax.stop_gradient(teacher_target)
             if cfg.teacher_space == "features":
                 diff = feats - jax.lax.stop_gradient(features(target))
             else:
@@ -110,16 +124,24 @@ def init_state(learned: dict, optimizer, key: jax.Array) -> DDSSState:
 
 
 def make_step(loss: Callable, optimizer, noise_shape: tuple[int, ...], num_real: int, real_batch: int):
-    """step(state, model_params, real_features) -> (state, metrics): fresh noise and a fresh real batch
-    each step, both functions of (state.key, state.step), so a resumed run repeats them exactly."""
+    """step(state, model_params, real_features, pairs=None) -> (state, metrics): fresh noise and a fresh
+    real batch each step, both functions of (state.key, state.step), so a resumed run repeats them
+    exactly. With `pairs = (noise [N, ...], teacher solutions [N, ...])` the step's noise and teacher
+    targets are a random batch of those pairs instead."""
 
-    def step(state: DDSSState, model_params, real_features):
+    def step(state: DDSSState, model_params, real_features, pairs=None):
         key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
         k_noise, k_sampler, k_real = jax.random.split(key, 3)
-        x_K = jax.random.normal(k_noise, noise_shape)
+        target = None
+        if pairs is None:
+            x_K = jax.random.normal(k_noise, noise_shape)
+        else:
+            n = pairs[0].shape[0]
+            idx = jax.random.choice(k_noise, n, (noise_shape[0],), replace=n < noise_shape[0])
+            x_K, target = pairs[0][idx], pairs[1][idx]
         real = real_features[jax.random.choice(k_real, num_real, (real_batch,), replace=num_real < real_batch)]
         (value, terms), grads = jax.value_and_grad(loss, has_aux=True)(state.learned, model_params, x_K, k_sampler,
-                                                                        real)
+                                                                        real, target)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.learned)
         learned = optax.apply_updates(state.learned, updates)
         checked = jax.tree.leaves(grads) + jax.tree.leaves(learned)  # a NaN learning rate shows up only here

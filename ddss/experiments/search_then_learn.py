@@ -1,0 +1,60 @@
+"""Evolution, then gradient: searched timesteps as the starting point of a learned GGDM sampler.
+
+  python -m ddss.main --config=configs/digits_search_then_learn.py --workdir=DIR
+
+For each K of `config.num_steps`:
+  1. `evolution-timesteps`: the evolutionary search of K timesteps (full network) with the
+     `config.evolution` settings (DIR/runs/evolution-timesteps_B<K>/);
+  2. `<family>-<loss>`: DDSS from the `config.ddss.init` solver, the usual start (DIR/runs/<method>_K<K>/);
+  3. `<family>-<loss>@searched`: the same DDSS, started from the searched timesteps with the searched
+     sampler's own coefficients (a GGDM on the DDIM or DPM-Solver++ base the search used, so the start
+     reproduces the searched sampler exactly), under DIR/runs/<method>@searched_K<K>/.
+All three sit beside the training-free baselines in one results.json, scored by the shared evaluation
+protocol (`ddss.experiments.evaluation`). Skip sets are not carried over: the GGDM families learn
+with the full network.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import ml_collections
+
+from ddss.experiments import ddss, evaluation, evolution, plots
+
+SECTIONS = ("evolution", "ddss")
+SEARCH_BASES = {"ddim": "ddim", "dpm_solver++": "dpm_solver++"}
+
+
+def configs(config) -> tuple[evolution.EvolutionConfig, ddss.DDSSConfig]:
+    c = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    for section in SECTIONS:
+        if section not in c:
+            raise ValueError(f"config.{section} is missing: this experiment takes the search's settings in "
+                             "config.evolution and DDSS's in config.ddss (see configs/digits_search_then_learn.py).")
+    base = {k: v for k, v in c.items() if k not in SECTIONS}
+    searches = tuple(("timesteps", int(k)) for k in base["num_steps"])
+    evo = evolution.EvolutionConfig.from_config(ml_collections.ConfigDict(
+        {**base, **c["evolution"], "searches": searches}))
+    if evo.sampler not in SEARCH_BASES:
+        raise ValueError(f"config.evolution.sampler must be one of {sorted(SEARCH_BASES)} here (a GGDM learns its "
+                         f"coefficients from that solver's), got {evo.sampler!r}.")
+    return evo, ddss.DDSSConfig.from_config(ml_collections.ConfigDict({**base, **c["ddss"]}))
+
+
+def run(config, workdir: str) -> dict:
+    evo_cfg, ddss_cfg = configs(config)
+    target, noise_bank, key_sampler = evaluation.setup(ddss_cfg.base, workdir)
+    rows, costs = evolution.searched_rows(evo_cfg, target, noise_bank, key_sampler, workdir)
+    rows += ddss.learned_rows(ddss_cfg, target, noise_bank, key_sampler, workdir)
+    searched = tuple((k, os.path.join(workdir, "runs", f"evolution-timesteps_B{k}", "sampler.safetensors"))
+                     for k in ddss_cfg.base.num_steps)
+    from_search = dataclasses.replace(ddss_cfg, init=dataclasses.replace(
+        ddss_cfg.init, base=SEARCH_BASES[evo_cfg.sampler], timesteps_from=searched))
+    rows += ddss.learned_rows(from_search, target, noise_bank, key_sampler, workdir, tag="@searched")
+    rows += evaluation.baseline_rows(ddss_cfg.base, target, noise_bank, key_sampler, workdir)
+    results = evaluation.finish(ddss_cfg.base, target, rows, workdir, sampler=evo_cfg.sampler,
+                                fitness_samples=evo_cfg.fitness_samples)
+    plots.search_progress(costs, os.path.join(workdir, "search_progress.png"))
+    plots.timesteps(rows, target.schedule, ddss_cfg.base.methods, os.path.join(workdir, "timesteps.png"))
+    return results
