@@ -123,8 +123,19 @@ def t_from_logsnr(schedule: Schedule, lam) -> jax.Array:
 #   linear     τ_i = ⌊(T-1) · i/K⌋                      (DDIM paper's linear stride, c = (T-1)/K)
 #   quadratic  τ_i = ⌊(T-1) · (i/K)²⌋                   (DDIM paper's quadratic stride, c = (T-1)/K²)
 #   logsnr     λ(τ_i) = λ(0) + (i/K)(λ(T-1) − λ(0))      (uniform in λ, DPM-Solver's choice; real τ)
+#   edm        s(τ_i) = (s_min^{1/ρ} + (i−1)/(K−1) (s_max^{1/ρ} − s_min^{1/ρ}))^ρ, ρ = 7, rounded to
+#              integers (Karras et al. 2022's grid in s = σ/α = e^{−λ}, from s_min = s(0) to
+#              s_max = s(T-1); unlike the others it includes t = 0: τ_1 = 0, τ_K = T-1; K = 1 gives T-1)
 # Integer strides that would repeat a value when K is close to T are pushed apart to stay strictly
 # increasing by at least one step (so every K ≤ T gives K distinct times).
+
+EDM_RHO = 7.0
+
+
+def _t_from_logsnr_np(table: np.ndarray, lam: np.ndarray) -> np.ndarray:
+    """`t_from_logsnr` in float64 numpy (host-side, without float32 rounding)."""
+    log_ab = -np.logaddexp(0.0, -2.0 * lam)  # log ᾱ = log sigmoid(2λ)
+    return np.interp(log_ab, table[::-1], np.arange(table.shape[0], dtype=np.float64)[::-1])
 
 
 def _strictly_increasing_integers(tau: np.ndarray, num_timesteps: int) -> np.ndarray:
@@ -148,29 +159,37 @@ def _check_k(num_steps: int, num_timesteps: int) -> None:
 
 
 def timesteps(schedule: Schedule, stride: str, num_steps: int) -> np.ndarray:
-    """K sampler times [τ_K > ... > τ_1] for a named stride ('linear', 'quadratic', 'logsnr').
+    """K sampler times [τ_K > ... > τ_1] for a named stride ('linear', 'quadratic', 'logsnr', 'edm').
 
-    Returns float64 numpy (integer-valued for 'linear' and 'quadratic'); host-side, not traced.
+    Returns float64 numpy (integer-valued for 'linear', 'quadratic' and 'edm'); host-side, not traced.
     """
     T = schedule.num_timesteps
     _check_k(num_steps, T)
     if stride not in STRIDES:
         raise ValueError(f"Unknown stride {stride!r}; choose one of {sorted(STRIDES)}.")
     u = np.arange(1, num_steps + 1, dtype=np.float64) / num_steps
+    # In float64 numpy: the same rules as `logsnr` / `t_from_logsnr`, without float32 rounding.
+    table = np.asarray(schedule.log_alpha_bar_table, dtype=np.float64)
+    lam = 0.5 * table - 0.5 * np.log(-np.expm1(table))
     if stride == "logsnr":
-        # In float64 numpy: the same rule as `logsnr` / `t_from_logsnr`, without float32 rounding.
-        table = np.asarray(schedule.log_alpha_bar_table, dtype=np.float64)
-        lam = 0.5 * table - 0.5 * np.log(-np.expm1(table))
-        lam_u = lam[0] + u * (lam[-1] - lam[0])
-        log_ab_u = -np.logaddexp(0.0, -2.0 * lam_u)  # log ᾱ = log sigmoid(2λ)
-        tau = np.interp(log_ab_u, table[::-1], np.arange(T, dtype=np.float64)[::-1])
+        tau = _t_from_logsnr_np(table, lam[0] + u * (lam[-1] - lam[0]))
         tau[-1] = T - 1.0  # exact end point, whatever the interpolation rounding
         if np.any(np.diff(tau) <= 0):
             raise ValueError(f"K = {num_steps} is too large for a strictly increasing λ-uniform grid.")
+    elif stride == "edm":
+        # s = σ/α = e^{−λ}; the grid is uniform in s^{1/ρ}, increasing from s(0) to s(T-1) (K = 1: s(T-1)).
+        v = np.arange(num_steps, dtype=np.float64) / (num_steps - 1) if num_steps > 1 else np.ones(1)
+        root_min, root_max = np.exp(-lam[0] / EDM_RHO), np.exp(-lam[-1] / EDM_RHO)
+        s_grid = (root_min + v * (root_max - root_min)) ** EDM_RHO
+        tau = np.round(_t_from_logsnr_np(table, -np.log(s_grid)))
+        tau[-1] = T - 1.0  # exact end points, whatever the interpolation rounding
+        if num_steps > 1:
+            tau[0] = 0.0
+        tau = _strictly_increasing_integers(tau, T).astype(np.float64)
     else:
         power = 1 if stride == "linear" else 2
         tau = _strictly_increasing_integers(np.floor((T - 1) * u**power), T).astype(np.float64)
     return tau[::-1].copy()
 
 
-STRIDES = ("linear", "quadratic", "logsnr")
+STRIDES = ("linear", "quadratic", "logsnr", "edm")

@@ -2,6 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy import optimize
 
 from conftest import require
 from ddss import schedules
@@ -66,6 +67,59 @@ def test_stride_formulas():
     lam = np.asarray(schedules.logsnr(s, jnp.asarray(schedules.timesteps(s, "logsnr", 8))), np.float64)
     lam_grid = np.concatenate([lam, [float(schedules.logsnr(s, 0.0))]])
     np.testing.assert_allclose(np.diff(lam_grid), np.diff(lam_grid).mean(), rtol=1e-3)
+
+
+def _edm_reference(schedule, num_steps, rho=7.0):
+    """Karras et al.'s grid, written independently: s = σ/α from the table, each s_i mapped back to
+    model time by root-finding on the forward interpolation log ᾱ(t) = −log(1 + s²), rounded."""
+    table = np.asarray(schedule.log_alpha_bar_table, np.float64)
+    ab = np.exp(table)
+    s_min, s_max = np.sqrt((1 - ab[0]) / ab[0]), np.sqrt((1 - ab[-1]) / ab[-1])
+    if num_steps == 1:
+        s_grid = np.array([s_max])
+    else:
+        i = np.arange(num_steps)
+        s_grid = (s_max ** (1 / rho) + i / (num_steps - 1) * (s_min ** (1 / rho) - s_max ** (1 / rho))) ** rho
+    grid = np.arange(len(table), dtype=np.float64)
+    tau = []
+    for s in s_grid:
+        target = -np.log1p(s**2)
+        f = lambda t: np.interp(t, grid, table) - target
+        tau.append(0.0 if f(0.0) <= 0 else len(table) - 1.0 if f(len(table) - 1.0) >= 0 else
+                   optimize.brentq(f, 0.0, len(table) - 1.0, xtol=1e-12))
+    return np.asarray(tau)
+
+
+@pytest.mark.parametrize("make", [schedules.linear_beta, schedules.cosine], ids=["linear_beta", "cosine"])
+def test_edm_stride_against_an_independent_computation(make):
+    s = make()
+    for K in (2, 3, 5, 10, 20, 50):
+        ours = schedules.timesteps(s, "edm", K)
+        ref = _edm_reference(s, K)
+        rounded = np.round(ref)
+        if make is schedules.linear_beta:
+            assert np.all(np.diff(rounded) < 0)
+            np.testing.assert_array_equal(ours, rounded)
+        else:
+            # The cosine schedule's last β is clipped, so s_max is huge and the first grid points all
+            # round into t = 995..999; the stride pushes the repeats apart, one step each, downwards.
+            expected = rounded.copy()
+            for i in range(1, K):
+                expected[i] = min(expected[i], expected[i - 1] - 1)
+            np.testing.assert_array_equal(ours, expected)
+    # The grid is uniform in s^{1/ρ}: check it on the real-valued reference times through our schedule.
+    with jax.enable_x64(True):
+        lam = np.asarray(schedules.logsnr(s, jnp.asarray(_edm_reference(s, 12))))
+    np.testing.assert_allclose(np.diff(np.exp(-lam / 7.0)), np.diff(np.exp(-lam / 7.0)).mean(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("make", [schedules.linear_beta, schedules.cosine], ids=["linear_beta", "cosine"])
+def test_edm_stride_is_strictly_decreasing_integers_in_range(make):
+    s = make()
+    for K in range(1, 51):
+        tau = schedules.timesteps(s, "edm", K)
+        assert tau.shape == (K,) and tau[0] == 999 and (K == 1 or tau[-1] == 0), (K, tau)
+        assert np.all(np.diff(tau) < 0) and np.all(tau == np.round(tau)), (K, tau)
 
 
 @pytest.mark.parametrize("bad,match", [(0, "K"), (1001, "larger than the model's T")])

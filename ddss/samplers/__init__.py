@@ -1,8 +1,20 @@
 """Sampler families. Each module offers `init(schedule, timesteps, ...) -> params` and
 `sample(params, eps_fn, x_K, key, *, clip_denoised, remat, return_info) -> x_0`."""
-from ddss.samplers import ddim, ddpm, dpm_solver, ggdm, loop
+from ddss.samplers import ddim, ddpm, dpm_solver, ggdm, ipndm, loop, unipc
 from ddss.samplers.loop import SampleInfo, raise_if_nonfinite, step_noise
 
-FAMILIES = {"ddpm": ddpm, "ddim": ddim, "dpm_solver++": dpm_solver}
+FAMILIES = {"ddpm": ddpm, "ddim": ddim, "dpm_solver++": dpm_solver, "unipc": unipc, "ipndm": ipndm}
 
-__all__ = ["ddim", "ddpm", "dpm_solver", "ggdm", "loop", "FAMILIES", "SampleInfo", "raise_if_nonfinite", "step_noise"]
+__all__ = [
+    "ddim",
+    "ddpm",
+    "dpm_solver",
+    "ggdm",
+    "ipndm",
+    "loop",
+    "unipc",
+    "FAMILIES",
+    "SampleInfo",
+    "raise_if_nonfinite",
+    "step_noise",
+]
