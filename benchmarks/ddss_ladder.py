@@ -36,8 +36,12 @@ LOSSES = {
     "kid+teacher-pixels": ("kid+teacher", {"teacher_space": "pixels", "teacher_weight": 300.0}, {}),
     "teacher-pixels,lr=3e-2": ("teacher", {"teacher_space": "pixels"}, {"learning_rate": 3e-2}),
     "teacher-pixels,lr=3e-3": ("teacher", {"teacher_space": "pixels"}, {"learning_rate": 3e-3}),
+    "teacher-pixels,steps=50": ("teacher", {"teacher_space": "pixels"}, {"steps": 50}),
     "teacher-pixels,steps=200": ("teacher", {"teacher_space": "pixels"}, {"steps": 200}),
 }
+DEFAULT_RUNGS = ("kid@ddim-quadratic", "teacher-pixels@ddim-quadratic", "teacher-features@ddim-quadratic",
+                 "kid+teacher-pixels@ddim-quadratic", "teacher-pixels,lr=3e-2@ddim-quadratic",
+                 "teacher-pixels,steps=50@ddim-quadratic", "kid@dpm-solver++", "teacher-pixels@dpm-solver++")
 METHODS = ("ddim-linear", "ddim-quadratic", "dpm-solver++(2m)-logsnr", "dpm-solver++(3m)-logsnr",
            "unipc(bh2,2)-logsnr", "unipc(bh2,3)-logsnr", "unipc(bh2,3)-edm", "ipndm-logsnr", "ipndm-edm")
 
@@ -58,12 +62,10 @@ def main():
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--rungs", nargs="*", default=None,
-                        help="LOSS@START names; default: every loss from ddim-quadratic, and kid and teacher-pixels "
-                             "from dpm-solver++")
+                        help="LOSS@START names; default: DEFAULT_RUNGS")
     parser.add_argument("--methods", nargs="*", default=METHODS)
     args = parser.parse_args()
-    rungs = args.rungs or ([f"{loss}@ddim-quadratic" for loss in LOSSES] + ["kid@dpm-solver++",
-                                                                           "teacher-pixels@dpm-solver++"])
+    rungs = args.rungs or DEFAULT_RUNGS
     root = os.path.join(os.path.expanduser(args.workdir), f"K{args.k}")
     exports = []
     for rung in rungs:

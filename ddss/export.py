@@ -1,5 +1,5 @@
 """Learned and searched samplers as self-describing files: `save_sampler`, `save_evolved_sampler` and
-`ddss.load_sampler` (DESIGN.md §8).
+`ddss.load_sampler`.
 
   sampler = ddss.load_sampler("DIR/K5/ggdm+pred+time.safetensors")
   x0 = jax.jit(lambda x, key: sampler.sample(model_eps_fn, x, key))(x_K, key)

@@ -220,3 +220,52 @@ def test_export_round_trip_is_bitwise_and_mismatches_are_refused(tmp_path):
         load_sampler(str(tmp_path / "corrupt.safetensors"))
     with pytest.raises(params_io.WeightFileError, match="not found"):
         load_sampler(str(tmp_path / "missing.safetensors"))
+
+
+def test_evaluate_scores_an_export_as_the_run_did(whole_run, tmp_path):
+    """The `evaluate` experiment re-scores an exported sampler on the same held-out bank: the same row."""
+    workdir, results = whole_run
+    learned = next(r for r in results["rows"] if r["method"] == "ggdm+pred+time")
+    config = _config()
+    for key in ("learn", "init", "train", "loss", "reference_features"):
+        del config[key]
+    config.experiment = "evaluate"
+    config.samplers = (str(workdir / learned["export"]),)
+    config.num_steps = ()
+    config.methods = ("ddim-quadratic",)
+    rows = experiments.run(config, str(tmp_path))["rows"]
+    assert [(r["method"], r["K"]) for r in rows] == [("ggdm+pred+time", 3), ("ddim-quadratic", 3), ("ddpm-10", 10),
+                                                    ("data", 0)]
+    assert rows[0]["fid"] == learned["fid"] and rows[0]["timesteps"] == learned["timesteps"]
+    assert rows[0]["best_training_free"]["method"] == "ddim-quadratic"
+    config.samplers = (str(tmp_path / "missing.safetensors"),)
+    with pytest.raises(FileNotFoundError, match="missing.safetensors, which does not exist"):
+        experiments.run(config, str(tmp_path / "b"))
+
+
+def test_search_then_learn_starts_ddss_at_the_searched_sampler(tmp_path):
+    """Evolution, then gradient: the @searched run starts from the searched timesteps and the search's
+    own solver (its step-0 validation equals the searched sampler's), beside both parents."""
+    from configs import gmm_search_then_learn_test
+    from ddss.experiments import evaluation
+    from ddss.experiments import evolution as evo_exp
+
+    config = gmm_search_then_learn_test.get_config()
+    config.ddss.train.update(steps=6, eval_every=6, checkpoint_every=6)
+    results = experiments.run(config, str(tmp_path))
+    rows = {r["method"]: r for r in results["rows"]}
+    assert {"evolution-timesteps", "ggdm+pred+time", "ggdm+pred+time@searched", "ddim-quadratic"} <= set(rows)
+    searched = load_sampler(str(tmp_path / rows["evolution-timesteps"]["export"]), num_blocks=0)
+    assert rows["ggdm+pred+time@searched"]["init"]["base"] == "ddim"
+    # The starting GGDM is the searched DDIM sampler itself: same samples from the same noise.
+    _, ddss_cfg = __import__("ddss.experiments.search_then_learn", fromlist=["configs"]).configs(config)
+    cfg = ddss_cfg.base
+    target, noise_bank, key = evaluation.setup(cfg, str(tmp_path / "again"))
+    want, _ = evo_exp.score_sampler(searched, target, noise_bank, key, cfg.batch_size)
+    start = ggdm.init(target.schedule, np.asarray(searched.timesteps, np.float64), family="ggdm+pred+time",
+                      base="ddim")
+    fn = jax.jit(lambda p, x, k: ggdm.sample(p, lambda x_, t_: target.apply({}, x_, t_), x, k, return_info=True))
+    got = evaluation.sample_in_batches(fn, start, noise_bank, key, cfg.batch_size)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    run = json.loads((tmp_path / "runs" / "ggdm+pred+time@searched_K3" / "run.json").read_text())
+    assert run["init"]["timesteps_from"][0][1].endswith("evolution-timesteps_B3/sampler.safetensors")

@@ -8,6 +8,7 @@ import pytest
 from configs import cifar10_ddpm, digits_baselines, ref_stats_cifar10
 from conftest import fake_tfds_data_source, random_inception_weights, require
 from ddss import experiments
+from ddss.experiments import targets
 from ddss.metrics import fid, features, stats
 from ddss.models.params_io import WeightFileError
 
@@ -75,8 +76,11 @@ def test_cifar10_config_runs_on_a_diffusers_checkpoint(tmp_path):
         assert images.shape == (10, 32, 32, 3) and np.all(np.abs(images) <= 1.0)  # clipped x̂_0 output
         assert np.isfinite(images).all() and images.std() > 0
         # The row's FID is the Fréchet distance of these samples' Inception features to the data's.
-        want = fid.frechet_distance_of(extractor.features(images), mu, sigma)
+        want = fid.frechet_distance_of(extractor.features(targets.quantize_uint8(images)), mu, sigma)
         assert row["fid"] == pytest.approx(want, rel=1e-6) and row["fid"] > 0
+        # No eval_features: the evaluation space is the train space, and the row says so.
+        assert row["spaces_coincide"] is True and row["fid_train_space"] == row["fid"]
+        assert row["eval_features"]["sha256"] == features.file_sha256(weights)
         assert row["kid"] is None  # a statistics file holds no features
         assert 1.0 <= row["is"] <= 1008 and row["is_std"] >= 0
 

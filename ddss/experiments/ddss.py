@@ -10,7 +10,7 @@ DIR/runs/<method>_K<K>/:
   sampler.safetensors        the export (`ddss.load_sampler`), the best validation FID's parameters
   training.json              wall time, network evaluations, device, steps, best validation FID
 then scores the learned samplers and the baselines (`config.methods`, the cached many-step ceiling,
-the data floor) on one held-out noise bank, and writes results.json (rows as DESIGN.md §8, learned
+the data floor) on one held-out noise bank, and writes results.json (learned
 rows with their training cost), samples/, grids/, fid_vs_k.png and timesteps.png.
 
 Noise: training draws fresh x_K every step (a function of the run's key and step); validation
@@ -61,7 +61,9 @@ def initial_timesteps(init: InitConfig, schedule, k: int) -> np.ndarray:
     path = dict(init.timesteps_from).get(k)
     if not path:
         return schedules.timesteps(schedule, init.stride, k)
-    times = np.asarray(export.load_sampler(os.path.expanduser(path)).params.timesteps, np.float64)
+    sampler = export.load_sampler(os.path.expanduser(path))
+    times = np.asarray(sampler.timesteps if isinstance(sampler, export.EvolvedSampler) else sampler.params.timesteps,
+                       np.float64)
     if len(times) != k:
         raise ValueError(f"init.timesteps_from names {path} for K = {k}, but it holds {len(times)} steps.")
     return times

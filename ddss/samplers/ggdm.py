@@ -4,7 +4,7 @@ Every new state mixes *all* earlier (noisier) states and the current x_0 predict
 
   x_{k−1} = Σ_{j≥k} μ_{k−1,j} x_j + ν_{k−1} x̂_0^{(k)} + σ_{k−1} ξ_k,   x̂_0^{(k)} = (x_k − b_k ε̂(x_k, τ_k)) / a_k,
 
-with (a_k, b_k) from the sampler's own marginals (DESIGN.md §3): writing x_i = A_i x_0 + Σ_m C_{i,m} z_m,
+with (a_k, b_k) from the sampler's own marginals: writing x_i = A_i x_0 + Σ_m C_{i,m} z_m,
 A_K = α(τ_K), C_{K,K} = σ(τ_K), A_i = ν_i + Σ_{j>i} μ_{ij} A_j, C_{i,m} = Σ_{i<j≤m} μ_{ij} C_{j,m},
 C_{i,i} = σ_i, and a_k = A_k, b_k = √Σ_m C_{k,m}². The output step (to x_0) is noise-free: σ_0 ≡ 0.
 

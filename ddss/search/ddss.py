@@ -1,4 +1,4 @@
-"""DDSS: the loss and the optimiser step that learn a sampler through sample quality (DESIGN.md §4).
+"""DDSS: the loss and the optimiser step that learn a sampler through sample quality.
 
 Pure functions; the experiment (`ddss.experiments.ddss`) jits, checkpoints and logs them.
 

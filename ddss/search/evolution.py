@@ -264,7 +264,7 @@ def crossover(key, a: Genome, b: Genome, space: Space, max_skip_fraction: float)
 
 @dataclasses.dataclass(frozen=True)
 class SearchConfig:
-    """AutoDiffusion's defaults (DESIGN.md §5); `max_skip_fraction = 0` searches timesteps only."""
+    """AutoDiffusion's defaults; `max_skip_fraction = 0` searches timesteps only."""
 
     population: int = 50
     parents: int = 10
