@@ -23,7 +23,7 @@ def get_config():
     config = digits_baselines.get_config()
     config.experiment = "evolution"
     config.num_steps = (3, 4)  # the baselines' K
-    config.methods = ("ddim-linear", "dpm-solver++(2m)-logsnr")
+    config.methods = ("ddim-linear", "ddim-quadratic", "dpm-solver++(2m)-logsnr", "unipc(bh2,3)-logsnr")
     config.sampler = "ddim"  # ddim | dpm_solver++ | ggdm
     config.ggdm_sampler = ""  # sampler = "ggdm": an exported DDSS sampler without +time ("" = DPM-Solver++ as GGDM)
     config.fitness_samples = 256

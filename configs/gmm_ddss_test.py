@@ -7,6 +7,8 @@ def get_config():
     config.gmm.event_shape = (4, 4, 1)
     config.gmm.num_components = 3
     config.num_steps = (3,)
+    config.learn = (("ggdm+pred+time", "kid"),)
+    config.loss.teacher_pairs = 0
     config.methods = ("ddim-quadratic",)
     config.reference_steps = 10
     config.num_samples = 64
