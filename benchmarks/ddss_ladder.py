@@ -25,7 +25,8 @@ from ddss import experiments  # noqa: E402
 from ddss.experiments import evaluation  # noqa: E402
 
 STARTS = {"ddim-quadratic": dict(base="ddim", stride="quadratic"),
-          "dpm-solver++": dict(base="dpm_solver++", stride="logsnr")}
+          "dpm-solver++": dict(base="dpm_solver++", stride="logsnr"),
+          "dpm-solver++-quadratic": dict(base="dpm_solver++", stride="quadratic")}
 # name -> (loss kind, loss overrides, train overrides); each is tried from every start in --starts.
 LOSSES = {
     "kid": ("kid", {}, {}),
@@ -41,9 +42,11 @@ LOSSES = {
 }
 DEFAULT_RUNGS = ("kid@ddim-quadratic", "teacher-pixels@ddim-quadratic", "teacher-features@ddim-quadratic",
                  "kid+teacher-pixels@ddim-quadratic", "teacher-pixels,lr=3e-2@ddim-quadratic",
-                 "teacher-pixels,steps=50@ddim-quadratic", "kid@dpm-solver++", "teacher-pixels@dpm-solver++")
-METHODS = ("ddim-linear", "ddim-quadratic", "dpm-solver++(2m)-logsnr", "dpm-solver++(3m)-logsnr",
-           "unipc(bh2,2)-logsnr", "unipc(bh2,3)-logsnr", "unipc(bh2,3)-edm", "ipndm-logsnr", "ipndm-edm")
+                 "teacher-pixels,steps=50@ddim-quadratic", "kid@dpm-solver++", "teacher-pixels@dpm-solver++",
+                 "teacher-pixels@dpm-solver++-quadratic")
+# The starts, and the best training-free rows at K = 3, 4, 5, 10 of configs/digits_baselines.py.
+METHODS = ("ddim-quadratic", "dpm-solver++(2m)-logsnr", "dpm-solver++(2m)-quadratic", "unipc(bh2,2)-quadratic",
+           "unipc(bh2,3)-quadratic")
 
 
 def rung_config(k: int, loss: str, start: str):
@@ -52,7 +55,10 @@ def rung_config(k: int, loss: str, start: str):
     config.num_steps, config.methods = (k,), ()
     config.learn = (("ggdm+pred+time", kind),)
     config.init.update(**STARTS[start])
-    config.loss.update(kind=kind, **loss_overrides)
+    # Every loss field explicit, so a rung's run description does not follow the main job's defaults.
+    config.loss.update(kind=kind, teacher_weight=1.0, teacher_space="features", teacher_steps=20,
+                       teacher_pairs=2048)
+    config.loss.update(**loss_overrides)
     config.train.update(steps_by_k=(), **train_overrides)
     return config
 

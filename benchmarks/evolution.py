@@ -118,7 +118,7 @@ def main():
     print(f"device: {jax.devices()[0].device_kind} × {jax.device_count()}, jax {jax.__version__}")
     target = targets.digits_target()
     extractor = features.get("digits")
-    reference = fid.Reference.from_stats(*target.reference_stats)
+    reference = fid.Reference.from_stats(*target.train.reference_stats)
     start = time.time()
     if "1" in args.parts:
         throughput(target, extractor, reference, args.repeats)

@@ -1,12 +1,13 @@
 """The DDSS family ladder at K = 5 on the digits model: VARS, GGDM, GGDM+PRED, GGDM+TIME,
-GGDM+PRED+TIME with the KID loss, and GGDM+PRED+TIME with the teacher loss (distance to a 20-step
-DPM-Solver++(2M) solution from the same x_K, in the classifier's feature space) and with both.
+GGDM+PRED+TIME with the KID loss, and GGDM+PRED+TIME with the teacher loss (pixel distance to a
+20-step DPM-Solver++(2M) solution from the same x_K) and with both. The objective ladder (losses,
+starts, learning rate, steps) is benchmarks/ddss_ladder.py.
 
   python -m ddss.main --config=configs/digits_ddss_ladder.py --workdir=/tmp/digits_ddss_ladder
 
 Every family starts from DDIM (η = 0) on the quadratic stride, so the ladder shows what each
 ingredient adds to the same starting point (VARS can only start from DDIM). Same scoring and files
-as configs/digits_ddss.py; about 7 minutes per learned row on 2 CPU cores.
+as configs/digits_ddss.py; a few minutes per learned row on 2 CPU cores.
 """
 from configs import digits_ddss
 

@@ -23,7 +23,9 @@ def get_config():
     config = digits_baselines.get_config()
     config.experiment = "evolution"
     config.num_steps = (3, 4)  # the baselines' K
-    config.methods = ("ddim-linear", "ddim-quadratic", "dpm-solver++(2m)-logsnr", "unipc(bh2,3)-logsnr")
+    # DDIM-uniform (the search's seed) and the best training-free rows at K = 3, 4 of configs/digits_baselines.py.
+    config.methods = ("ddim-linear", "ddim-quadratic", "dpm-solver++(2m)-quadratic", "unipc(bh2,2)-quadratic",
+                      "unipc(bh2,3)-quadratic")
     config.sampler = "ddim"  # ddim | dpm_solver++ | ggdm
     config.ggdm_sampler = ""  # sampler = "ggdm": an exported DDSS sampler without +time ("" = DPM-Solver++ as GGDM)
     config.fitness_samples = 256
