@@ -73,9 +73,11 @@ def test_folder_statistics_and_features_match_numpy(tmp_path):
     assert got_feats.shape == (7, 64) and got_feats.dtype == np.float32
     np.testing.assert_allclose(got_feats, want_feats, rtol=1e-6, atol=1e-6)
     mu, sigma, info = stats.load(result["stats"])
-    want_mu, want_sigma = _numpy_stats(want_feats)
-    np.testing.assert_allclose(mu, want_mu, rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(sigma, want_sigma, rtol=1e-5, atol=1e-6)
+    # The statistics are numpy's of the run's own features (float64 sums: tight); comparing them with
+    # features computed again in another batch layout would test float32 rounding of the network instead.
+    want_mu, want_sigma = _numpy_stats(got_feats)
+    np.testing.assert_allclose(mu, want_mu, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(sigma, want_sigma, rtol=1e-9, atol=1e-12)
     assert info["num_samples"] == 7 and info["source"] == "folder"
     # pytorch-fid reads the file as it reads its own --save-stats output.
     with np.load(result["stats"]) as f:
