@@ -7,22 +7,11 @@ sampler itself, and the same DDSS run started from its usual solver) and the bas
 The search is configs/digits_evolution.py's timestep search; DDSS is configs/digits_ddss.py's
 learning. See ddss/experiments/search_then_learn.py.
 """
-import ml_collections
-
 from configs import digits_ddss, digits_evolution
-
-_EVOLUTION = ("sampler", "ggdm_sampler", "fitness_samples", "chunk_size", "chunk_images", "seed_stride", "search",
-              "joint")
-_DDSS = ("learn", "init", "train", "loss", "reference_features")
+from ddss.experiments import search_then_learn
 
 
 def get_config():
-    learn, search = digits_ddss.get_config(), digits_evolution.get_config()
-    config = digits_ddss.get_config()
-    for key in _DDSS:
-        del config[key]
-    config.experiment = "search_then_learn"
+    config = search_then_learn.compose(digits_ddss.get_config(), digits_evolution.get_config())
     config.num_steps = (4,)
-    config.evolution = ml_collections.ConfigDict({key: search[key] for key in _EVOLUTION})
-    config.ddss = ml_collections.ConfigDict({key: learn[key] for key in _DDSS})
     return config

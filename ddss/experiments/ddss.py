@@ -43,7 +43,7 @@ from ddss.metrics import fid
 from ddss.samplers import ggdm
 from ddss.search import ddss as ddss_lib
 
-_DDSS_KEYS = ("learn", "init", "train", "loss", "reference_features")
+DDSS_KEYS = ("learn", "init", "train", "loss", "reference_features")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,7 +97,7 @@ class DDSSConfig:
     def from_config(cls, config) -> "DDSSConfig":
         c = config.to_dict() if hasattr(config, "to_dict") else dict(config)
         base = baselines.BaselinesConfig.from_config(ml_collections.ConfigDict(
-            {k: v for k, v in c.items() if k not in _DDSS_KEYS}))
+            {k: v for k, v in c.items() if k not in DDSS_KEYS}))
         learn = tuple(tuple(x) for x in c["learn"])
         for entry in learn:
             if len(entry) != 2:

@@ -47,7 +47,7 @@ from ddss.metrics import fid
 from ddss.samplers import ggdm
 from ddss.search import evolution
 
-_KEYS = ("sampler", "ggdm_sampler", "fitness_samples", "chunk_size", "chunk_images", "seed_stride", "searches",
+EVOLUTION_KEYS = ("sampler", "ggdm_sampler", "fitness_samples", "chunk_size", "chunk_images", "seed_stride", "searches",
          "search", "joint")
 SEARCHES = ("timesteps", "joint")
 
@@ -79,7 +79,7 @@ class EvolutionConfig:
     def from_config(cls, config) -> "EvolutionConfig":
         c = config.to_dict() if hasattr(config, "to_dict") else dict(config)
         base = baselines.BaselinesConfig.from_config(ml_collections.ConfigDict(
-            {k: v for k, v in c.items() if k not in _KEYS}))
+            {k: v for k, v in c.items() if k not in EVOLUTION_KEYS}))
         search = evolution.SearchConfig(**c.get("search", {}))
         joint = JointConfig(**c.get("joint", {}))
         rest = {k: c[k] for k in ("sampler", "ggdm_sampler", "fitness_samples", "chunk_size", "chunk_images",

@@ -26,6 +26,17 @@ SECTIONS = ("evolution", "ddss")
 SEARCH_BASES = {"ddim": "ddim", "dpm_solver++": "dpm_solver++"}
 
 
+def compose(learn_config, search_config) -> ml_collections.ConfigDict:
+    """A config of this experiment from a DDSS config and an evolution config of the same model: the
+    model and scoring fields of `learn_config`, its DDSS sections under `ddss`, the search's under
+    `evolution` (its `searches` are replaced by a timestep search per K)."""
+    config = ml_collections.ConfigDict({k: v for k, v in learn_config.items() if k not in ddss.DDSS_KEYS})
+    config.experiment = "search_then_learn"
+    config.evolution = {k: search_config[k] for k in evolution.EVOLUTION_KEYS if k in search_config}
+    config.ddss = {k: learn_config[k] for k in ddss.DDSS_KEYS if k in learn_config}
+    return config
+
+
 def configs(config) -> tuple[evolution.EvolutionConfig, ddss.DDSSConfig]:
     c = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     for section in SECTIONS:
