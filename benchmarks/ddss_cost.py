@@ -32,7 +32,7 @@ from ddss.diagnostics import median_time  # noqa: E402
 from ddss.metrics import features, kid  # noqa: E402
 from ddss.models import digits, unet  # noqa: E402
 from ddss.samplers import ggdm  # noqa: E402
-from ddss.search import ddss as ddss_lib  # noqa: E402
+from ddss.search import differentiable  # noqa: E402
 
 
 def setup(k: int, batch: int):
@@ -73,10 +73,10 @@ def timing(ks, batch: int, repeats: int) -> None:
     for k in ks:
         model, extractor, reals, params, eps, x = setup(k, batch)
         sample = lambda learned, mp, x_, key: ggdm.sample(params.replace(learned=learned), eps(mp), x_, key)
-        loss = ddss_lib.make_loss(sample, extractor, ddss_lib.LossConfig())
-        optimizer = ddss_lib.make_optimizer(1e-2, 1.0, 100)
-        step = jax.jit(ddss_lib.make_step(loss, optimizer, x.shape, len(reals), batch))
-        state = ddss_lib.init_state(params.learned, optimizer, jax.random.key(0))
+        loss = differentiable.make_loss(sample, extractor, differentiable.LossConfig())
+        optimizer = differentiable.make_optimizer(1e-2, 1.0, 100)
+        step = jax.jit(differentiable.make_step(loss, optimizer, x.shape, len(reals), batch))
+        state = differentiable.init_state(params.learned, optimizer, jax.random.key(0))
         t_step = median_time(lambda: step(state, model.params, reals), repeats=repeats)
         plain = jax.jit(lambda learned, mp, x_: sample(learned, mp, x_, jax.random.key(1)))
         t_plain = median_time(plain, params.learned, model.params, x, repeats=repeats)

@@ -4,7 +4,7 @@ budget gives a learned sampler that wins *outside* the space it trained in.
   python benchmarks/ddss_ladder.py --workdir=DIR --k 5            # the whole ladder at K = 5
   python benchmarks/ddss_ladder.py --workdir=DIR --k 4 --rungs teacher-pixels@ddim-quadratic kid@dpm-solver++
 
-Each rung trains one GGDM+PRED+TIME sampler with configs/digits_ddss.py's settings and the rung's
+Each rung trains one GGDM+PRED+TIME sampler with ddss/configs/digits_ddss.py's settings and the rung's
 overrides (DIR/K<K>/<rung>/, resumable: rerunning skips finished rungs), then every export is scored
 by the `evaluate` experiment beside the training-free baselines on the same 2000 held-out samples
 (DIR/K<K>/evaluate/results.json). The printed table has both spaces: the evaluation network's FID,
@@ -20,7 +20,7 @@ import sys
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=dot")  # as the CLI runs
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from configs import digits_ddss, digits_evaluate  # noqa: E402
+from ddss.configs import digits_ddss, digits_evaluate  # noqa: E402
 from ddss import experiments  # noqa: E402
 from ddss.experiments import evaluation  # noqa: E402
 
@@ -44,7 +44,7 @@ DEFAULT_RUNGS = ("kid@ddim-quadratic", "teacher-pixels@ddim-quadratic", "teacher
                  "kid+teacher-pixels@ddim-quadratic", "teacher-pixels,lr=3e-2@ddim-quadratic",
                  "teacher-pixels,steps=50@ddim-quadratic", "kid@dpm-solver++", "teacher-pixels@dpm-solver++",
                  "teacher-pixels@dpm-solver++-quadratic")
-# The starts, and the best training-free rows at K = 3, 4, 5, 10 of configs/digits_baselines.py.
+# The starts, and the best training-free rows at K = 3, 4, 5, 10 of ddss/configs/digits_baselines.py.
 METHODS = ("ddim-quadratic", "dpm-solver++(2m)-logsnr", "dpm-solver++(2m)-quadratic", "unipc(bh2,2)-quadratic",
            "unipc(bh2,3)-quadratic")
 

@@ -2,7 +2,7 @@
 
   python benchmarks/evolution_fitness.py --workdir=DIR [--top 5] [--samples 2048]
 
-DIR is a finished `configs/digits_evolution.py` run. For every search under DIR/runs/, the `--top`
+DIR is a finished `ddss/configs/digits_evolution.py` run. For every search under DIR/runs/, the `--top`
 genomes by search fitness (256 fixed-noise samples in the digits classifier's space) are re-scored:
   * with `--samples` fresh fitness samples (another noise bank, same space): a bigger fitness budget;
   * on the run's 2000 held-out samples in the evaluation network's space (FID, precision, recall),
@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import orbax.checkpoint as ocp  # noqa: E402
 
-from configs import digits_evolution  # noqa: E402
+from ddss.configs import digits_evolution  # noqa: E402
 from ddss import export  # noqa: E402
 from ddss.experiments import evaluation, targets  # noqa: E402
 from ddss.experiments import evolution as evo_exp  # noqa: E402

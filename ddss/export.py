@@ -24,8 +24,7 @@ import numpy as np
 
 from ddss import schedules
 from ddss.models import params_io
-from ddss.samplers import ggdm
-from ddss.search import evolution
+from ddss.samplers import ggdm, skipping
 
 KIND = "ddss_sampler"
 EVOLVED_KIND = "ddss_evolved_sampler"
@@ -90,8 +89,8 @@ class EvolvedSampler:
         """x_0 from x_K (jittable). `eps_fn(x, t, skip)` must honour the static tuple `skip`, e.g.
         `lambda x, t, skip: model.eps_fn(x, t, skip=skip)` for a `ddss.models` network."""
         kwargs.setdefault("clip_denoised", self.clip_denoised)
-        eps = evolution.static_eps(eps_fn, self.timesteps, self.skip)
-        return evolution.sample_at(self.kind, self.schedule, self.timesteps, eps, x_K, key,
+        eps = skipping.static_eps(eps_fn, self.timesteps, self.skip)
+        return skipping.sample_at(self.kind, self.schedule, self.timesteps, eps, x_K, key,
                                    template=self.ggdm_params, **kwargs)
 
 
@@ -100,8 +99,12 @@ def save_evolved_sampler(path: str, timesteps, skip_mask, *, kind: str, schedule
                          info: dict | None = None) -> None:
     """Writes a searched sampler: timesteps [K] (integers; stored noisiest first, each skip row kept with
     its timestep), skip mask [K, L] (True = skip), the sampler kind."""
-    genome = evolution.make_genome(timesteps, skip_mask)  # sorted, each skip row with its timestep
-    t, mask = genome.timesteps, genome.skip
+    t, mask = np.asarray(timesteps), np.asarray(skip_mask, bool)
+    if t.ndim != 1 or mask.ndim != 2 or mask.shape[0] != len(t):
+        raise ValueError(f"Need timesteps [K] and a skip mask [K, L]; got shapes {t.shape} and {mask.shape}.")
+    order = np.argsort(-t, kind="stable")  # noisiest first, each skip row kept with its timestep
+    t, mask = t[order], mask[order]
+    skipping.check_timesteps(t, mask, schedule.num_timesteps)
     tensors = {"timesteps": t.astype(np.int64), "skip_mask": mask.astype(np.uint8),
                "schedule": {"log_alpha_bar_table": np.asarray(schedule.log_alpha_bar_table, np.float64)}}
     meta = {"kind": EVOLVED_KIND, "format_version": FORMAT_VERSION, "sampler": kind, "num_steps": len(t),
@@ -123,8 +126,7 @@ def _load_evolved(path: str, tensors: dict, meta: dict, num_blocks: int | None) 
                          "this model.")
     schedule = schedules.Schedule(log_alpha_bar_table=tensors["schedule"]["log_alpha_bar_table"])
     try:
-        genome = evolution.Genome(t.astype(np.int32), mask)
-        evolution.check(genome, evolution.Space.fixed(schedule.num_timesteps, mask.shape[1], len(t)))
+        skipping.check_timesteps(t, mask, schedule.num_timesteps)
     except ValueError as e:
         raise params_io.WeightFileError(f"{path} does not hold a valid searched sampler: {e}") from None
     template = None
@@ -133,8 +135,8 @@ def _load_evolved(path: str, tensors: dict, meta: dict, num_blocks: int | None) 
                                    family=meta["family"], base=meta["base"], eta=float(meta["eta"]))
     elif meta["sampler"] == "ggdm":
         template = ggdm.init(schedule, t.astype(np.float64), family="ggdm", base="dpm_solver++")
-    evolution.check_sampler(meta["sampler"], template)
-    return EvolvedSampler(kind=meta["sampler"], timesteps=t, skip=genome.skip_lists(),
+    skipping.check_sampler(meta["sampler"], template)
+    return EvolvedSampler(kind=meta["sampler"], timesteps=t, skip=tuple(tuple(int(i) for i in np.flatnonzero(row)) for row in mask),
                           num_blocks=int(meta["num_blocks"]), schedule=schedule,
                           clip_denoised=bool(meta["clip_denoised"]), ggdm_params=template, metadata=meta)
 
@@ -144,7 +146,7 @@ def load_sampler(path: str, *, family: str | None = None, num_steps: int | None 
     """Reads a file written by `save_sampler` or `save_evolved_sampler`. `family`, `num_steps` and
     (searched samplers) `num_blocks`, when given, must match the file."""
     tensors, meta = params_io.load(path, what="sampler file",
-                                   hint="Export one with `python -m ddss.main --config=configs/digits_ddss.py`.")
+                                   hint="Export one with `ddss --config=digits_ddss --workdir=DIR`.")
     if meta.get("kind") == EVOLVED_KIND:
         if num_steps is not None and meta["num_steps"] != num_steps:
             raise ValueError(f"{path} holds a K = {meta['num_steps']} sampler, not K = {num_steps}.")

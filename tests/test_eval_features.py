@@ -71,7 +71,7 @@ def test_independent_of_the_loss_network(shipped):
     assert all(len(s) <= 2 for s in eval_shapes.values())  # no convolution kernels
     assert any(len(s) == 4 for s in loss_shapes.values())
     assert "norm_0/scale" in eval_shapes and eval_shapes["dense_0/kernel"] == (64, 256)  # the 64 pixels in
-    from configs import digits_classifier
+    from ddss.configs import digits_classifier
 
     assert meta["training"]["seed"] != digits_classifier.get_config().seed
     assert meta["training"]["architecture"] == "mlp" and meta["training"]["split"] == "stratified"
@@ -187,7 +187,7 @@ def test_loaders_refuse_each_others_files(tmp_path):
 
 def test_training_run_writes_a_loadable_file(tmp_path):
     """The experiment end to end for 2 epochs (train_classifier.run directly)."""
-    from configs import digits_eval_features
+    from ddss.configs import digits_eval_features
 
     config = digits_eval_features.get_config()
     config.epochs = 2
@@ -202,7 +202,7 @@ def test_training_run_writes_a_loadable_file(tmp_path):
 
 
 def test_train_config_errors():
-    from configs import digits_eval_features
+    from ddss.configs import digits_eval_features
 
     config = digits_eval_features.get_config()
     config.architecture = "resnet"

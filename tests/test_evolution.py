@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from ddss import diagnostics, schedules
 from ddss.metrics import fid
 from ddss.models import unet
+from ddss.samplers import skipping
 from ddss.search import evolution as evo
 
 PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -171,7 +172,7 @@ def _search(cfg, space, seed, key, fitness, stop_after=None, state=None):
     while state.generation < (stop_after or cfg.generations):
         cands, frac = evo.propose(state, cfg, space, seed)
         memo = state.memo
-        assert all(c.key not in memo for c in cands) and len({c.key for c in cands}) == len(cands)
+        assert all(c.fingerprint not in memo for c in cands) and len({c.fingerprint for c in cands}) == len(cands)
         for c in cands:
             evo.check(c, space, frac)
         state = evo.record(state, cfg, cands, fitness(cands))
@@ -187,8 +188,8 @@ def test_search_is_elitist_staged_and_resumes_exactly_from_its_arrays():
     state = _search(cfg, space, seed, jax.random.key(0), fitness)
     best = state.best_by_generation()
     assert all(b2 <= b1 for b1, b2 in zip(best, best[1:])) and best[-1] < best[0]  # elitist, and it improves
-    assert state.born[0] == 0 and state.genomes[0].key == seed.key  # generation 0 starts from the seed
-    assert len(state.genomes) == len(set(g.key for g in state.genomes))  # the memo: nothing evaluated twice
+    assert state.born[0] == 0 and state.genomes[0].fingerprint == seed.fingerprint  # generation 0 starts from the seed
+    assert len(state.genomes) == len(set(g.fingerprint for g in state.genomes))  # the memo: nothing evaluated twice
     # Stage 1 (generations 0-2) keeps the full network; then the allowance ramps 0.25, 0.5, 0.5, ...
     assert state.stage1_end == 3
     assert all(not g.skip.any() for g, b in zip(state.genomes, state.born) if b < 3)
@@ -199,7 +200,7 @@ def test_search_is_elitist_staged_and_resumes_exactly_from_its_arrays():
     half = _search(cfg, space, seed, jax.random.key(0), fitness, stop_after=5)
     restored = evo.SearchState.from_arrays(half.to_arrays(space.max_steps, space.num_blocks))
     resumed = _search(cfg, space, seed, jax.random.key(0), fitness, state=restored)
-    assert [g.key for g in resumed.genomes] == [g.key for g in state.genomes]
+    assert [g.fingerprint for g in resumed.genomes] == [g.fingerprint for g in state.genomes]
     assert resumed.fitness == state.fitness and resumed.stage1_end == state.stage1_end
 
 
@@ -214,7 +215,7 @@ def test_a_joint_search_branching_off_a_timestep_search_shares_its_stage_one():
     joint_cfg = dataclasses.replace(cfg, max_skip_fraction=0.5)
     start = timesteps.branch(2, jax.random.key(1))
     assert start.generation == 2 and start.stage1_end == 2 and len(start.wall_times) == 2
-    assert [g.key for g in start.genomes] == [g.key for g, b in zip(timesteps.genomes, timesteps.born) if b < 2]
+    assert [g.fingerprint for g in start.genomes] == [g.fingerprint for g, b in zip(timesteps.genomes, timesteps.born) if b < 2]
     joint = _search(joint_cfg, space, seed, None, fitness, state=start)
     assert joint.best_by_generation()[:2] == timesteps.best_by_generation()[:2]
     assert any(g.num_steps == 4 for g in joint.genomes)  # pruning bought a step
@@ -269,8 +270,8 @@ def test_vmapped_fitness_equals_a_loop_of_statically_pruned_samplers(tiny, kind)
     got, bad = fn(jnp.asarray(t), jnp.asarray(masks), noise, jax.random.key(1), params, jnp.float32(2.0))
     assert not np.asarray(bad).any()
     for g, value in zip(genomes, np.asarray(got)):
-        eps = evo.static_eps(lambda x, t_, skip: apply_skip(params, x, t_, None, skip), g.timesteps, g.skip_lists())
-        x = evo.sample_at(kind, schedule, g.timesteps, eps, noise, jax.random.key(1), clip_denoised=True,
+        eps = skipping.static_eps(lambda x, t_, skip: apply_skip(params, x, t_, None, skip), g.timesteps, g.skip_lists())
+        x = skipping.sample_at(kind, schedule, g.timesteps, eps, noise, jax.random.key(1), clip_denoised=True,
                           template=template)
         want = fid.frechet_distance_of(np.asarray(feats(2.0, jnp.clip(x, -1, 1)), np.float64),
                                        ref_feats.mean(0), np.cov(ref_feats, rowvar=False))

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from configs import gmm_baselines_test
+from ddss.configs import gmm_baselines_test
 from ddss import experiments
 from ddss.experiments import baselines
 
@@ -52,7 +52,7 @@ def test_ceiling_is_computed_once_and_then_read_from_the_cache(tmp_path):
 
 
 def test_cli_with_override(tmp_path):
-    cmd = [sys.executable, "-m", "ddss.main", "--config=configs/gmm_baselines_test.py", f"--workdir={tmp_path}",
+    cmd = [sys.executable, "-m", "ddss.main", "--config=ddss/configs/gmm_baselines_test.py", f"--workdir={tmp_path}",
            "--config.num_steps=(4,)", "--config.methods=('ddim-linear',)", "--config.reference_steps=20"]
     subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
     rows = json.loads((tmp_path / "results.json").read_text())["rows"]
@@ -98,7 +98,7 @@ def test_the_shipped_ceiling_is_found_by_the_models_stable_identity():
 
     import jax.numpy as jnp
 
-    from configs import digits_baselines
+    from ddss.configs import digits_baselines
     from ddss import schedules
     from ddss.experiments import evaluation, targets
 

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from configs import gmm_evolution_test
+from ddss.configs import gmm_evolution_test
 from ddss import experiments, load_sampler
 from ddss.experiments import evolution as evo_exp
 from ddss.metrics import fid
@@ -154,7 +154,7 @@ def test_candidates_sharded_over_two_devices_give_the_same_search(whole_run, tmp
     import sys
 
     workdir, results = whole_run
-    script = ("import json, sys; from configs import gmm_evolution_test; from ddss import experiments; "
+    script = ("import json, sys; from ddss.configs import gmm_evolution_test; from ddss import experiments; "
               "import jax; assert jax.device_count() == 2; "
               f"r = experiments.run(gmm_evolution_test.get_config(), {str(tmp_path)!r}); "
               "print(json.dumps([x for x in r['rows'] if x['method'] == 'evolution-timesteps'][0]))")

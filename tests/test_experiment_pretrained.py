@@ -1,11 +1,11 @@
-"""Baselines on pretrained UNets: a diffusers checkpoint directory (configs/cifar10_ddpm.py, run here
+"""Baselines on pretrained UNets: a diffusers checkpoint directory (ddss/configs/cifar10_ddpm.py, run here
 on a tiny random-weight UNet2DModel of the same layout) and the shipped digits model."""
 import json
 
 import numpy as np
 import pytest
 
-from configs import cifar10_ddpm, digits_baselines, ref_stats_cifar10
+from ddss.configs import cifar10_ddpm, digits_baselines, ref_stats_cifar10
 from conftest import fake_tfds_data_source, random_inception_weights, require
 from ddss import experiments
 from ddss.experiments import targets
@@ -41,7 +41,7 @@ def _small(config, **overrides):
 
 
 def _mock_cifar_stats(tmp_path, weights):
-    """configs/ref_stats_cifar10.py on TFDS' mock cifar10 (10 examples), with random Inception weights."""
+    """ddss/configs/ref_stats_cifar10.py on TFDS' mock cifar10 (10 examples), with random Inception weights."""
     import tensorflow_datasets as tfds
 
     config = ref_stats_cifar10.get_config()
@@ -87,13 +87,13 @@ def test_cifar10_config_runs_on_a_diffusers_checkpoint(tmp_path):
 
 def test_cifar10_config_needs_reference_statistics(tmp_path):
     checkpoint = _tiny_cifar_checkpoint(tmp_path / "ckpt")
-    with pytest.raises(ValueError, match="reference_stats is empty.*configs/ref_stats_cifar10.py"):
+    with pytest.raises(ValueError, match="reference_stats is empty.*--config=ref_stats_cifar10"):
         experiments.run(_small(cifar10_ddpm.get_config(), checkpoint=checkpoint), str(tmp_path / "a"))
     missing = _small(cifar10_ddpm.get_config(), checkpoint=checkpoint, reference_stats=str(tmp_path / "missing.npz"))
     with pytest.raises(WeightFileError, match="No Inception weights found.*pt_inception-2015-12-05-6726825d.pth"):
         experiments.run(missing, str(tmp_path / "b"))  # default weights not on this machine
     missing.features.weights = random_inception_weights(tmp_path / "inception.safetensors")
-    with pytest.raises(stats.StatsFileError, match="not found.*missing.npz.*configs/ref_stats_cifar10.py"):
+    with pytest.raises(stats.StatsFileError, match="not found.*missing.npz.*--config=ref_stats_cifar10"):
         experiments.run(missing, str(tmp_path / "b"))
     unscored = _small(cifar10_ddpm.get_config(), checkpoint=checkpoint)
     unscored.features.name = ""  # no feature network: samples only, rows unscored
@@ -130,7 +130,7 @@ def cifar_assets(tmp_path_factory):
 
 
 def _cifar10_ddss_config(cifar_assets, **overrides):
-    from configs import cifar10_ddss
+    from ddss.configs import cifar10_ddss
 
     weights, ref_path, _, checkpoint = cifar_assets
     config = _small(cifar10_ddss.get_config(), checkpoint=checkpoint, num_samples=4, reference_stats=ref_path,
@@ -141,7 +141,7 @@ def _cifar10_ddss_config(cifar_assets, **overrides):
 
 
 def test_cifar10_ddss_config_runs_end_to_end_on_a_diffusers_checkpoint(cifar_assets, tmp_path):
-    """configs/cifar10_ddss.py: mock TFDS cifar10 → reference statistics and features (ref_stats) →
+    """ddss/configs/cifar10_ddss.py: mock TFDS cifar10 → reference statistics and features (ref_stats) →
     DDSS with KID through the (random-weight) FID Inception at 299×299 → learned and ceiling rows."""
     from ddss import load_sampler
 
@@ -165,10 +165,10 @@ def test_cifar10_ddss_needs_reference_features_for_kid(cifar_assets, tmp_path):
 
 
 def test_cifar10_evolution_config_runs_end_to_end_on_a_diffusers_checkpoint(cifar_assets, tmp_path):
-    """configs/cifar10_evolution.py: the joint search (timesteps + skipped blocks) on a tiny random-weight
+    """ddss/configs/cifar10_evolution.py: the joint search (timesteps + skipped blocks) on a tiny random-weight
     UNet2DModel, FID fitness through the (random-weight) FID Inception against mock-cifar10 statistics,
     the winner exported and rescored with its skip lists static."""
-    from configs import cifar10_evolution
+    from ddss.configs import cifar10_evolution
     from ddss import load_sampler
 
     weights, ref_path, _, checkpoint = cifar_assets

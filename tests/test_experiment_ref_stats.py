@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from configs import ref_stats_digits, ref_stats_folder
+from ddss.configs import ref_stats_digits, ref_stats_folder
 from ddss import experiments
 from ddss.data import digits as digits_data
 from ddss.experiments import ref_stats

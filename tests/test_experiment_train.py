@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from configs import digits_classifier, digits_train
+from ddss.configs import digits_classifier, digits_train
 from ddss import experiments
 from ddss.experiments import train
 from ddss.models import digits as digits_model
@@ -85,7 +85,7 @@ def test_bad_training_config(tmp_path):
 
 def test_digits_train_config_short_run_from_the_command_line(tmp_path):
     """The shipped model's own config, for two steps, with a 4-sample 1000-step evaluation."""
-    cmd = [sys.executable, "-m", "ddss.main", "--config=configs/digits_train.py", f"--workdir={tmp_path}",
+    cmd = [sys.executable, "-m", "ddss.main", "--config=ddss/configs/digits_train.py", f"--workdir={tmp_path}",
            "--config.steps=2", "--config.eval_samples=4", "--config.eval_batch_size=4"]
     subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
     results = json.loads((tmp_path / "results.json").read_text())

@@ -252,8 +252,8 @@ def test_stats_file_is_what_pytorch_fid_reads(tmp_path):
 
 
 def test_stats_file_errors(tmp_path):
-    with pytest.raises(stats.StatsFileError, match="not found.*configs/ref_stats"):
-        stats.load(str(tmp_path / "absent.npz"), hint="Compute it with configs/ref_stats_cifar10.py.")
+    with pytest.raises(stats.StatsFileError, match="not found.*ddss/configs/ref_stats"):
+        stats.load(str(tmp_path / "absent.npz"), hint="Compute it with ddss/configs/ref_stats_cifar10.py.")
     np.savez(tmp_path / "wrong.npz", mean=np.zeros(3))
     with pytest.raises(stats.StatsFileError, match="not 'mu' and 'sigma'"):
         stats.load(str(tmp_path / "wrong.npz"))

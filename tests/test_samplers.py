@@ -8,7 +8,7 @@ from scipy import linalg
 from ddss import schedules
 from ddss.diagnostics import count_compilations
 from ddss.models import gmm
-from ddss.samplers import FAMILIES, ddim, ddpm, dpm_solver, raise_if_nonfinite
+from ddss.samplers import SOLVERS, ddim, ddpm, dpm_solver, raise_if_nonfinite
 
 SCHEDULE = schedules.linear_beta()
 MIXTURE = gmm.random_mixture(7, event_shape=(4,), num_components=6)
@@ -24,7 +24,7 @@ def _random_timesteps(rng, k):
 
 @pytest.mark.parametrize("name,kwargs", CASES, ids=IDS)
 def test_one_compilation_for_100_timestep_lists(name, kwargs):
-    mod = FAMILIES[name]
+    mod = SOLVERS[name]
 
     def sampler_under_test(params, x, key):
         return mod.sample(params, EPS_FN, x, key)
@@ -40,7 +40,7 @@ def test_one_compilation_for_100_timestep_lists(name, kwargs):
 
 @pytest.mark.parametrize("name,kwargs", CASES, ids=IDS)
 def test_vmap_over_timesteps_matches_separate_calls(name, kwargs):
-    mod = FAMILIES[name]
+    mod = SOLVERS[name]
     rng = np.random.default_rng(1)
     ts = np.stack([_random_timesteps(rng, 6) for _ in range(3)])
     x = jax.random.normal(jax.random.key(0), (8, 4))
@@ -60,7 +60,7 @@ def test_vmap_over_timesteps_matches_separate_calls(name, kwargs):
 
 @pytest.mark.parametrize("name,kwargs", CASES, ids=IDS)
 def test_gradient_in_timesteps_matches_finite_differences(name, kwargs):
-    mod = FAMILIES[name]
+    mod = SOLVERS[name]
     with jax.enable_x64(True):
         x = jax.random.normal(jax.random.key(0), (16, 4), jnp.float64)
         key = jax.random.key(1)
@@ -80,7 +80,7 @@ def test_gradient_in_timesteps_matches_finite_differences(name, kwargs):
 
 @pytest.mark.parametrize("name,kwargs", CASES, ids=IDS)
 def test_remat_changes_nothing_but_memory(name, kwargs):
-    mod = FAMILIES[name]
+    mod = SOLVERS[name]
     with jax.enable_x64(True):  # float64, so that re-fused float32 rounding cannot hide a difference
         x = jax.random.normal(jax.random.key(0), (8, 4), jnp.float64)
         key = jax.random.key(1)
@@ -139,15 +139,15 @@ def test_stochastic_samplers_depend_on_the_key_and_deterministic_ones_do_not():
         ([[3.0, 2.0]], "1-D"),
     ],
 )
-@pytest.mark.parametrize("name", sorted(FAMILIES))
+@pytest.mark.parametrize("name", sorted(SOLVERS))
 def test_bad_timesteps_are_rejected(name, timesteps, match):
     with pytest.raises(ValueError, match=match):
-        FAMILIES[name].init(SCHEDULE, np.asarray(timesteps, dtype=np.float64))
+        SOLVERS[name].init(SCHEDULE, np.asarray(timesteps, dtype=np.float64))
 
 
-@pytest.mark.parametrize("name", sorted(FAMILIES))
+@pytest.mark.parametrize("name", sorted(SOLVERS))
 def test_bad_state_is_rejected(name):
-    mod = FAMILIES[name]
+    mod = SOLVERS[name]
     params = mod.init(SCHEDULE, [900.0, 500.0])
     with pytest.raises(ValueError, match="batch axis"):
         mod.sample(params, EPS_FN, jnp.zeros((4,)), jax.random.key(0))
@@ -173,9 +173,9 @@ def test_bad_hyperparameters():
         dpm_solver.init(SCHEDULE, ts, order=4)
 
 
-@pytest.mark.parametrize("name", sorted(FAMILIES))
+@pytest.mark.parametrize("name", sorted(SOLVERS))
 def test_nan_model_output_gives_one_clear_error(name):
-    mod = FAMILIES[name]
+    mod = SOLVERS[name]
     params = mod.init(SCHEDULE, [900.0, 500.0, 100.0])
 
     def broken_eps(x, t):  # fails from t < 600 on: step k = 2 (t = 500)
@@ -205,7 +205,7 @@ def _frechet_to_truth(samples):
      ("dpm_solver++", "logsnr", {"order": 2}), ("dpm_solver++", "logsnr", {"order": 3})],
 )
 def test_gmm_error_falls_with_k_and_many_steps_match_the_mixture(name, stride, kwargs):
-    mod = FAMILIES[name]
+    mod = SOLVERS[name]
     n = 20_000
     x = jax.random.normal(jax.random.key(0), (n, 4))
     fn = jax.jit(lambda p, x, k: mod.sample(p, EPS_FN, x, k))

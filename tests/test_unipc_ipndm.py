@@ -11,7 +11,7 @@ from conftest import relative_error
 from ddss import schedules
 from ddss.diagnostics import count_compilations
 from ddss.models import gmm
-from ddss.samplers import FAMILIES, ddim, ipndm, raise_if_nonfinite, unipc
+from ddss.samplers import SOLVERS, ddim, ipndm, raise_if_nonfinite, unipc
 
 SCHEDULE = schedules.linear_beta()
 MIXTURE = gmm.random_mixture(7, event_shape=(4,), num_components=6)
@@ -26,12 +26,12 @@ def _random_timesteps(rng, k):
 
 
 def test_families_are_registered():
-    assert FAMILIES["unipc"] is unipc and FAMILIES["ipndm"] is ipndm
+    assert SOLVERS["unipc"] is unipc and SOLVERS["ipndm"] is ipndm
 
 
 @pytest.mark.parametrize("name,kwargs", CASES, ids=IDS)
 def test_one_compilation_for_many_timestep_lists(name, kwargs):
-    mod = FAMILIES[name]
+    mod = SOLVERS[name]
 
     def sampler_under_test(params, x, key):
         return mod.sample(params, EPS_FN, x, key)
@@ -50,7 +50,7 @@ def test_one_compilation_for_many_timestep_lists(name, kwargs):
 
 @pytest.mark.parametrize("name,kwargs", CASES, ids=IDS)
 def test_vmap_over_timesteps_matches_separate_calls(name, kwargs):
-    mod = FAMILIES[name]
+    mod = SOLVERS[name]
     rng = np.random.default_rng(1)
     ts = np.stack([_random_timesteps(rng, 6) for _ in range(3)])
     x = jax.random.normal(jax.random.key(0), (8, 4))
@@ -70,7 +70,7 @@ def test_vmap_over_timesteps_matches_separate_calls(name, kwargs):
 )
 def test_gradient_in_timesteps_matches_finite_differences(name, kwargs, t0):
     """"close" times make UniPC's |h| < 1, where its φ functions use their Taylor series."""
-    mod = FAMILIES[name]
+    mod = SOLVERS[name]
     t0 = np.asarray(t0)
     with jax.enable_x64(True):
         x = jax.random.normal(jax.random.key(0), (16, 4), jnp.float64)
@@ -90,7 +90,7 @@ def test_gradient_in_timesteps_matches_finite_differences(name, kwargs, t0):
 
 @pytest.mark.parametrize("name,kwargs", CASES, ids=IDS)
 def test_float32_gradient_is_finite(name, kwargs):
-    mod = FAMILIES[name]
+    mod = SOLVERS[name]
     x = jax.random.normal(jax.random.key(0), (16, 4))
     ts = jnp.asarray(schedules.timesteps(SCHEDULE, "logsnr", 8), jnp.float32)
     params = mod.init(SCHEDULE, ts, **kwargs)
@@ -100,7 +100,7 @@ def test_float32_gradient_is_finite(name, kwargs):
 
 @pytest.mark.parametrize("name,kwargs", CASES, ids=IDS)
 def test_remat_changes_nothing_but_memory(name, kwargs):
-    mod = FAMILIES[name]
+    mod = SOLVERS[name]
     with jax.enable_x64(True):
         x = jax.random.normal(jax.random.key(0), (8, 4), jnp.float64)
         key = jax.random.key(1)
@@ -117,7 +117,7 @@ def test_remat_changes_nothing_but_memory(name, kwargs):
 
 @pytest.mark.parametrize("name,kwargs", CASES, ids=IDS)
 def test_return_info_reports_the_first_nonfinite_step(name, kwargs):
-    mod = FAMILIES[name]
+    mod = SOLVERS[name]
     params = mod.init(SCHEDULE, [900.0, 700.0, 500.0, 300.0, 100.0], **kwargs)
 
     def broken_eps(x, t):  # fails from t < 400 on: step k = 2 (t = 300)
@@ -134,7 +134,7 @@ def test_return_info_reports_the_first_nonfinite_step(name, kwargs):
 @pytest.mark.parametrize("name", ["unipc", "ipndm"])
 def test_bad_order_is_rejected(name):
     with pytest.raises(ValueError, match="order must be one of"):
-        FAMILIES[name].init(SCHEDULE, [900.0, 500.0], order=5)
+        SOLVERS[name].init(SCHEDULE, [900.0, 500.0], order=5)
 
 
 # ----------------------------------------------------------------------------- iPNDM

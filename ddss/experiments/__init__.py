@@ -1,21 +1,30 @@
-"""Experiments: the loops that jit, checkpoint, log and write results. One `run(config, workdir)` each."""
-from ddss.experiments import (baselines, ddss, evaluate, evolution, ref_stats, search_then_learn, train,
-                              train_classifier)
+"""Experiments: the loops that jit, checkpoint, log and write results. One `run(config, workdir)` each.
 
+`config.experiment` names the experiment; its module is imported only when it runs, so listing them
+(`ddss --help`) costs nothing.
+"""
+import importlib
+
+# name: (module, one line for `ddss --help`)
 EXPERIMENTS = {
-    "baselines": baselines.run,
-    "ddss": ddss.run,
-    "evaluate": evaluate.run,
-    "evolution": evolution.run,
-    "ref_stats": ref_stats.run,
-    "search_then_learn": search_then_learn.run,
-    "train": train.run,
-    "train_classifier": train_classifier.run,
+    "baselines": ("baselines", "score the training-free samplers (DDPM, DDIM, DPM-Solver++, UniPC, iPNDM) at several K"),
+    "ddss": ("learn", "DDSS: learn GGDM sampler coefficients and timesteps by gradient descent, then score them"),
+    "evaluate": ("evaluate", "score exported samplers (learned or searched) beside the baselines at their K"),
+    "evolution": ("evolution", "AutoDiffusion: evolutionary search over timesteps and skipped blocks, then score"),
+    "ref_stats": ("ref_stats", "reference feature statistics (μ, Σ) of a dataset, an image folder or the digits"),
+    "search_then_learn": ("search_then_learn", "evolution, then DDSS from the searched timesteps"),
+    "train": ("train", "train a DDPM UNet (L_simple, EMA), then score it"),
+    "train_classifier": ("train_classifier", "train a digits feature network and report its held-out accuracy"),
 }
 
 
+def module(name: str):
+    """The module of experiment `name` (imported on first use)."""
+    if name not in EXPERIMENTS:
+        raise ValueError(f"Unknown experiment {name!r}: set config.experiment to one of {sorted(EXPERIMENTS)}.")
+    return importlib.import_module(f"ddss.experiments.{EXPERIMENTS[name][0]}")
+
+
 def run(config, workdir: str):
-    """Runs the experiment named by `config.experiment`."""
-    if config.experiment not in EXPERIMENTS:
-        raise ValueError(f"Unknown experiment {config.experiment!r}; choose one of {sorted(EXPERIMENTS)}.")
-    return EXPERIMENTS[config.experiment](config, workdir)
+    """Runs the experiment named by `config.experiment` in `workdir`; returns its results."""
+    return module(config.experiment).run(config, workdir)

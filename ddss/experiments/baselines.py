@@ -1,6 +1,6 @@
 """Score the training-free baseline samplers of a model at several K on held-out noise.
 
-  python -m ddss.main --config=configs/digits_baselines.py --workdir=DIR
+  ddss --config=digits_baselines --workdir=DIR
 
 Every (method, K) of the config, the model's own many-step sampler (the ceiling, `ddpm-<steps>`)
 and the data floor (`data`), scored by the shared evaluation protocol of

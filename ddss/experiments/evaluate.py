@@ -1,6 +1,6 @@
 """Score exported samplers (learned or searched, pruned or not) beside the training-free baselines.
 
-  python -m ddss.main --config=configs/digits_evaluate.py --workdir=DIR \
+  ddss --config=digits_evaluate --workdir=DIR \
       --config.samplers='("RUN/runs/ggdm+pred+time-teacher_K5/sampler.safetensors",)'
 
 Each file of `config.samplers` (`ddss.save_sampler` / `ddss.save_evolved_sampler` exports) is scored

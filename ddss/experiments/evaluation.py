@@ -46,7 +46,7 @@ SEED_SPAN = 2**20  # evaluation seeds: [0, SEED_SPAN); training, validation and 
 
 # Training-free method families as they appear in results.json: (sampler module, init kwargs).
 # A method is FAMILY-STRIDE, e.g. "unipc(bh2,3)-logsnr".
-METHOD_FAMILIES = {
+BASELINE_METHODS = {
     "ddpm": (ddpm, {}),
     "ddim": (ddim, {"eta": 0.0}),
     "dpm-solver++(2m)": (dpm_solver, {"order": 2}),
@@ -71,12 +71,12 @@ def training_key(seed: int) -> jax.Array:
 def parse_method(method: str):
     """'ddim-quadratic' → (ddim module, {'eta': 0.0}, 'quadratic')."""
     family, _, stride = method.rpartition("-")
-    if family not in METHOD_FAMILIES or stride not in schedules.STRIDES:
+    if family not in BASELINE_METHODS or stride not in schedules.STRIDES:
         raise ValueError(
-            f"Unknown method {method!r}: write FAMILY-STRIDE with FAMILY in {sorted(METHOD_FAMILIES)} "
+            f"Unknown method {method!r}: write FAMILY-STRIDE with FAMILY in {sorted(BASELINE_METHODS)} "
             f"and STRIDE in {list(schedules.STRIDES)}."
         )
-    module, kwargs = METHOD_FAMILIES[family]
+    module, kwargs = BASELINE_METHODS[family]
     return module, kwargs, stride
 
 
@@ -175,7 +175,7 @@ def baseline_rows(cfg, target: targets.Target, noise_bank, key_sampler, workdir:
                 p[0], lambda x_, t_: target.apply(p[1], x_, t_), x, key_, clip_denoised=cfg.clip_denoised,
                 return_info=True)
         )
-        for module, _ in METHOD_FAMILIES.values()
+        for module, _ in BASELINE_METHODS.values()
     }
     rows = []
     cache = ceiling_cache_path(cfg, target)

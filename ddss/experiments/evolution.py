@@ -1,6 +1,6 @@
 """AutoDiffusion: evolutionary search over timesteps (and per-step block skipping), scored by FID.
 
-  python -m ddss.main --config=configs/digits_evolution.py --workdir=DIR
+  ddss --config=digits_evolution --workdir=DIR
 
 Each entry (kind, S) of `config.searches` is one search under a budget of S full steps, S·L block
 executions: ("timesteps", S) searches S timesteps with the full network; ("joint", S) searches
@@ -44,7 +44,7 @@ from tqdm import tqdm
 from ddss import export, schedules
 from ddss.experiments import baselines, evaluation, plots, targets, writers
 from ddss.metrics import fid
-from ddss.samplers import ggdm
+from ddss.samplers import ggdm, skipping
 from ddss.search import evolution
 
 EVOLUTION_KEYS = ("sampler", "ggdm_sampler", "fitness_samples", "chunk_size", "chunk_images", "seed_stride", "searches",
@@ -93,7 +93,7 @@ class EvolutionConfig:
         if len(set(searches)) != len(searches):
             raise ValueError(f"config.searches lists a search twice: {searches}.")
         cfg = cls(base=base, search=search, joint=joint, searches=searches, **rest)
-        evolution.check_sampler(cfg.sampler)
+        skipping.check_sampler(cfg.sampler)
         if cfg.seed_stride not in schedules.STRIDES:
             raise ValueError(f"Unknown seed_stride {cfg.seed_stride!r}; choose one of {schedules.STRIDES}.")
         if cfg.fitness_samples < 2:
@@ -141,7 +141,7 @@ def load_template(cfg: EvolutionConfig, target: targets.Target, k: int):
     else:
         template = ggdm.init(target.schedule, schedules.timesteps(target.schedule, "linear", k),
                              family="ggdm", base="dpm_solver++")
-    evolution.check_sampler("ggdm", template)
+    skipping.check_sampler("ggdm", template)
     return template
 
 

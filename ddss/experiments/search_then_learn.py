@@ -1,6 +1,6 @@
 """Evolution, then gradient: searched timesteps as the starting point of a learned GGDM sampler.
 
-  python -m ddss.main --config=configs/digits_search_then_learn.py --workdir=DIR
+  ddss --config=digits_search_then_learn --workdir=DIR
 
 For each K of `config.num_steps`:
   1. `evolution-timesteps`: the evolutionary search of K timesteps (full network) with the
@@ -20,7 +20,7 @@ import os
 
 import ml_collections
 
-from ddss.experiments import ddss, evaluation, evolution, plots
+from ddss.experiments import evaluation, evolution, learn, plots
 
 SECTIONS = ("evolution", "ddss")
 SEARCH_BASES = {"ddim": "ddim", "dpm_solver++": "dpm_solver++"}
@@ -30,19 +30,19 @@ def compose(learn_config, search_config) -> ml_collections.ConfigDict:
     """A config of this experiment from a DDSS config and an evolution config of the same model: the
     model and scoring fields of `learn_config`, its DDSS sections under `ddss`, the search's under
     `evolution` (its `searches` are replaced by a timestep search per K)."""
-    config = ml_collections.ConfigDict({k: v for k, v in learn_config.items() if k not in ddss.DDSS_KEYS})
+    config = ml_collections.ConfigDict({k: v for k, v in learn_config.items() if k not in learn.DDSS_KEYS})
     config.experiment = "search_then_learn"
     config.evolution = {k: search_config[k] for k in evolution.EVOLUTION_KEYS if k in search_config}
-    config.ddss = {k: learn_config[k] for k in ddss.DDSS_KEYS if k in learn_config}
+    config.ddss = {k: learn_config[k] for k in learn.DDSS_KEYS if k in learn_config}
     return config
 
 
-def configs(config) -> tuple[evolution.EvolutionConfig, ddss.DDSSConfig]:
+def configs(config) -> tuple[evolution.EvolutionConfig, learn.DDSSConfig]:
     c = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     for section in SECTIONS:
         if section not in c:
             raise ValueError(f"config.{section} is missing: this experiment takes the search's settings in "
-                             "config.evolution and DDSS's in config.ddss (see configs/digits_search_then_learn.py).")
+                             "config.evolution and DDSS's in config.ddss (see the digits_search_then_learn config).")
     base = {k: v for k, v in c.items() if k not in SECTIONS}
     searches = tuple(("timesteps", int(k)) for k in base["num_steps"])
     evo = evolution.EvolutionConfig.from_config(ml_collections.ConfigDict(
@@ -50,19 +50,19 @@ def configs(config) -> tuple[evolution.EvolutionConfig, ddss.DDSSConfig]:
     if evo.sampler not in SEARCH_BASES:
         raise ValueError(f"config.evolution.sampler must be one of {sorted(SEARCH_BASES)} here (a GGDM learns its "
                          f"coefficients from that solver's), got {evo.sampler!r}.")
-    return evo, ddss.DDSSConfig.from_config(ml_collections.ConfigDict({**base, **c["ddss"]}))
+    return evo, learn.DDSSConfig.from_config(ml_collections.ConfigDict({**base, **c["ddss"]}))
 
 
 def run(config, workdir: str) -> dict:
     evo_cfg, ddss_cfg = configs(config)
     target, noise_bank, key_sampler = evaluation.setup(ddss_cfg.base, workdir)
     rows, costs = evolution.searched_rows(evo_cfg, target, noise_bank, key_sampler, workdir)
-    rows += ddss.learned_rows(ddss_cfg, target, noise_bank, key_sampler, workdir)
+    rows += learn.learned_rows(ddss_cfg, target, noise_bank, key_sampler, workdir)
     searched = tuple((k, os.path.join(workdir, "runs", f"evolution-timesteps_B{k}", "sampler.safetensors"))
                      for k in ddss_cfg.base.num_steps)
     from_search = dataclasses.replace(ddss_cfg, init=dataclasses.replace(
         ddss_cfg.init, base=SEARCH_BASES[evo_cfg.sampler], timesteps_from=searched))
-    rows += ddss.learned_rows(from_search, target, noise_bank, key_sampler, workdir, tag="@searched")
+    rows += learn.learned_rows(from_search, target, noise_bank, key_sampler, workdir, tag="@searched")
     rows += evaluation.baseline_rows(ddss_cfg.base, target, noise_bank, key_sampler, workdir)
     results = evaluation.finish(ddss_cfg.base, target, rows, workdir, sampler=evo_cfg.sampler,
                                 fitness_samples=evo_cfg.fitness_samples)

@@ -246,8 +246,8 @@ def diffusers_target(checkpoint: str, features_cfg=None, reference_stats: str = 
     if features_cfg is None or not features_cfg.get("name"):
         return Target(f"diffusers:{checkpoint}", apply, model.params, model.schedule, model.image_shape, None, None,
                       **common)
-    hint = ("Compute it once with `python -m ddss.main --config=configs/ref_stats_cifar10.py --workdir=DIR` "
-            "(or configs/ref_stats_folder.py for an image folder) and pass --config.{field}=DIR/stats.npz.")
+    hint = ("Compute it once with `ddss --config=ref_stats_cifar10 --workdir=DIR` "
+            "(or --config=ref_stats_folder for an image folder) and pass --config.{field}=DIR/stats.npz.")
     if not reference_stats:
         raise ValueError(f"config.reference_stats is empty: FID needs the data's feature statistics. "
                          f"{hint.format(field='reference_stats')}")

@@ -1,6 +1,6 @@
 """Trains a DDPM UNet with L_simple (Ho et al. 2020) and an EMA of its weights, then scores it.
 
-  python -m ddss.main --config=configs/digits_train.py --workdir=DIR
+  ddss --config=digits_train --workdir=DIR
 
 Writes into DIR:
   checkpoints/                    orbax: params, EMA params, optimizer state, step (resumes exactly:

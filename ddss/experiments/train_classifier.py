@@ -1,7 +1,7 @@
 """Trains a digits feature network and reports its held-out accuracy.
 
-  python -m ddss.main --config=configs/digits_classifier.py --workdir=DIR      (the loss network)
-  python -m ddss.main --config=configs/digits_eval_features.py --workdir=DIR   (the evaluation network)
+  ddss --config=digits_classifier --workdir=DIR      (the loss network)
+  ddss --config=digits_eval_features --workdir=DIR   (the evaluation network)
 
 `config.architecture` picks the network (`ARCHITECTURES`):
   "conv"  `ddss.models.classifier` (the default): the feature network the DDSS loss and search use;

@@ -10,10 +10,10 @@ network (`ddss.models.eval_net`: another architecture, seed and split) is used b
 metrics in its feature space are an independent evaluation.
 The weight files ship inside the package (`ddss/models/assets/`), so nothing is downloaded.
 They are reproduced by
-  python -m ddss.main --config=configs/digits_train.py --workdir=DIR          (the UNet)
-  python -m ddss.main --config=configs/digits_classifier.py --workdir=DIR     (the feature network)
-  python -m ddss.main --config=configs/digits_eval_features.py --workdir=DIR  (the evaluation network)
-  python -m ddss.main --config=configs/ref_stats_digits.py --workdir=DIR      (the reference statistics)
+  ddss --config=digits_train --workdir=DIR          (the UNet)
+  ddss --config=digits_classifier --workdir=DIR     (the feature network)
+  ddss --config=digits_eval_features --workdir=DIR  (the evaluation network)
+  ddss --config=ref_stats_digits --workdir=DIR      (the reference statistics)
 Images are native 8×8×1 in [-1, 1]; time is DDPM's t ∈ [0, 999] on the linear-β schedule.
 """
 from __future__ import annotations
@@ -28,18 +28,18 @@ CLASSIFIER_FILE = os.path.join(ASSETS, "digits_classifier.safetensors")
 EVAL_FILE = os.path.join(ASSETS, "digits_eval_features.safetensors")
 STATS_SPLITS = ("all", "train")
 _HINT = ("The file ships with ddss; reinstall the package, or rebuild it with "
-         "`python -m ddss.main --config=configs/{config} --workdir=DIR` and pass the path.")
+         "`ddss --config={config} --workdir=DIR` and pass the path.")
 
 
 def load(path: str | None = None) -> pretrained.DiffusionModel:
     """The digits DDPM (EMA weights). `path` overrides the shipped file (e.g. a fresh training run's)."""
-    return pretrained.load(path or UNET_FILE, hint=_HINT.format(config="digits_train.py"))
+    return pretrained.load(path or UNET_FILE, hint=_HINT.format(config="digits_train"))
 
 
 def load_classifier(path: str | None = None) -> tuple[classifier.ClassifierConfig, dict]:
     """(config, params) of the digits feature network."""
     path = path or CLASSIFIER_FILE
-    params, meta = params_io.load(path, what="digits classifier file", hint=_HINT.format(config="digits_classifier.py"))
+    params, meta = params_io.load(path, what="digits classifier file", hint=_HINT.format(config="digits_classifier"))
     if meta.get("kind") != "digits_classifier":
         raise params_io.WeightFileError(f"{path} is not a digits classifier weight file.")
     config = classifier.ClassifierConfig.from_dict(meta["config"])
@@ -65,7 +65,7 @@ def load_eval_network_with_metadata(path: str | None = None) -> tuple[eval_net.E
     config (seed, split rule, held-out indices) and results (accuracies)."""
     path = path or EVAL_FILE
     params, meta = params_io.load(path, what="digits evaluation network file",
-                                  hint=_HINT.format(config="digits_eval_features.py"))
+                                  hint=_HINT.format(config="digits_eval_features"))
     if meta.get("kind") != "digits_eval_features":
         raise params_io.WeightFileError(f"{path} is not a digits evaluation network weight file "
                                         f"(kind {meta.get('kind')!r}, not 'digits_eval_features').")
@@ -96,7 +96,7 @@ def reference_stats(split: str = "all"):
 
     if split not in STATS_SPLITS:
         raise ValueError(f"Shipped digits statistics exist for {STATS_SPLITS}, not {split!r}; compute others with "
-                         "configs/ref_stats_digits.py --config.split=SPLIT.")
+                         "`ddss --config=ref_stats_digits --config.split=SPLIT --workdir=DIR`.")
     mu, sigma, _ = stats.load(os.path.join(ASSETS, f"digits_stats_{split}.npz"),
-                              hint=_HINT.format(config="ref_stats_digits.py"))
+                              hint=_HINT.format(config="ref_stats_digits"))
     return mu, sigma

@@ -4,7 +4,7 @@
 `ddss.data.digits`) is the feature space the learned samplers' training loss uses, so an FID in
 that space rewards fitting the loss rather than the data. This network scores samples instead: a
 different architecture (no convolutions; GELU; LayerNorm), trained from a different seed on a
-different, stratified split (`configs/digits_eval_features.py`), and used by no loss.
+different, stratified split (`ddss/configs/digits_eval_features.py`), and used by no loss.
 
   flatten(64) -> Dense(256) -> GELU -> LayerNorm -> Dense(256) -> GELU -> Dense(64) -> GELU = features
   features -> Dense(10) = logits

@@ -1,9 +1,9 @@
 """Sampler families. Each module offers `init(schedule, timesteps, ...) -> params` and
 `sample(params, eps_fn, x_K, key, *, clip_denoised, remat, return_info) -> x_0`."""
-from ddss.samplers import ddim, ddpm, dpm_solver, ggdm, ipndm, loop, unipc
+from ddss.samplers import ddim, ddpm, dpm_solver, ggdm, ipndm, loop, skipping, unipc
 from ddss.samplers.loop import SampleInfo, raise_if_nonfinite, step_noise
 
-FAMILIES = {"ddpm": ddpm, "ddim": ddim, "dpm_solver++": dpm_solver, "unipc": unipc, "ipndm": ipndm}
+SOLVERS = {"ddpm": ddpm, "ddim": ddim, "dpm_solver++": dpm_solver, "unipc": unipc, "ipndm": ipndm}
 
 __all__ = [
     "ddim",
@@ -12,8 +12,9 @@ __all__ = [
     "ggdm",
     "ipndm",
     "loop",
+    "skipping",
     "unipc",
-    "FAMILIES",
+    "SOLVERS",
     "SampleInfo",
     "raise_if_nonfinite",
     "step_noise",

@@ -28,7 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ddss.metrics import fid as fid_lib
-from ddss.samplers import ddim, dpm_solver, ggdm, loop
+from ddss.samplers import ggdm
+from ddss.samplers.skipping import check_sampler, masked_eps, sample_at
 
 
 # ---------------------------------------------------------------------------------------------
@@ -49,8 +50,8 @@ class Genome:
         return int(self.skip.size - self.skip.sum())
 
     @property
-    def key(self) -> bytes:
-        """Identity for the memo: equal genomes have equal keys."""
+    def fingerprint(self) -> bytes:
+        """Identity for the memo: equal genomes have equal fingerprints (bytes, not a PRNG key)."""
         return self.timesteps.astype(np.int32).tobytes() + b"|" + np.packbits(self.skip, axis=-1).tobytes()
 
     def skip_lists(self) -> tuple[tuple[int, ...], ...]:
@@ -312,7 +313,7 @@ class SearchState:
 
     @property
     def memo(self) -> dict[bytes, float]:
-        return {g.key: f for g, f in zip(self.genomes, self.fitness)}
+        return {g.fingerprint: f for g, f in zip(self.genomes, self.fitness)}
 
     def best(self, n: int = 1) -> list[tuple[Genome, float]]:
         order = np.argsort(np.asarray(self.fitness, np.float64), kind="stable")[:n]
@@ -381,9 +382,9 @@ def propose(state: SearchState, cfg: SearchConfig, space: Space, seed: Genome) -
 
     def add(g: Genome) -> bool:
         check(g, space, frac)
-        if g.key in seen:
+        if g.fingerprint in seen:
             return False
-        seen.add(g.key)
+        seen.add(g.fingerprint)
         out.append(g)
         return True
 
@@ -436,75 +437,6 @@ def record(state: SearchState, cfg: SearchConfig, candidates: Sequence[Genome], 
         if new.generation >= cfg.stage1_generations or stalled:
             new.stage1_end = new.generation
     return new
-
-
-# ---------------------------------------------------------------------------------------------
-# Sampling a genome: the search's traced-mask evaluator and the deployed static-skip sampler
-# ---------------------------------------------------------------------------------------------
-
-SAMPLERS = ("ddim", "dpm_solver++", "ggdm")
-
-
-def check_sampler(kind: str, template: ggdm.GGDMParams | None = None) -> None:
-    if kind not in SAMPLERS:
-        raise ValueError(f"Unknown sampler {kind!r} for the search; choose one of {SAMPLERS}.")
-    if kind == "ggdm" and template is not None and "time_logits" in template.learned:
-        raise ValueError(f"A {template.family} sampler learns its own times, so its timesteps cannot be searched: "
-                         "use a GGDM family without +time.")
-
-
-def sample_at(kind: str, schedule, timesteps, eps_fn, x_K, key, *, clip_denoised: bool,
-              template: ggdm.GGDMParams | None = None, return_info: bool = False):
-    """Samples with `kind` at `timesteps` (may be traced: one compilation serves every genome of a K).
-
-    "ggdm" keeps `template`'s learned coefficients (offsets from its base solver, which moves with
-    the times) and replaces its times; without a template it is the DPM-Solver++(2M) GGDM."""
-    # Concrete times stay float64 numpy (the samplers check their values); traced ones run in float32.
-    t = np.asarray(timesteps, np.float64) if loop.is_concrete(timesteps) else jnp.asarray(timesteps, jnp.float32)
-    kwargs = dict(clip_denoised=clip_denoised, return_info=return_info)
-    if kind == "ddim":
-        return ddim.sample(ddim.init(schedule, t, eta=0.0), eps_fn, x_K, key, **kwargs)
-    if kind == "dpm_solver++":
-        return dpm_solver.sample(dpm_solver.init(schedule, t, order=2), eps_fn, x_K, key, **kwargs)
-    if template is None:
-        raise ValueError("sampler='ggdm' needs its GGDM parameters (a template with the searched K).")
-    if template.num_steps != np.shape(t)[0]:
-        raise ValueError(f"The GGDM sampler has K = {template.num_steps} steps; a genome has {np.shape(t)[0]}. "
-                         "GGDM searches need a fixed K (min_steps = max_steps = the sampler's K).")
-    return ggdm.sample(template.replace(base_times=t), eps_fn, x_K, key, **kwargs)
-
-
-def step_index(timesteps, t) -> jax.Array:
-    """Which step a model call belongs to, from its time: the nearest of the genome's timesteps.
-
-    Samplers call the network once per step at that step's time, and a genome's timesteps are
-    distinct integers, so the nearest one is exact for every sampler family."""
-    t0 = jnp.reshape(t, (-1,))[0]
-    return jnp.argmin(jnp.abs(jnp.asarray(timesteps, t0.dtype) - t0))
-
-
-def masked_eps(apply_skip, model_params, timesteps, masks):
-    """ε(x, t) that skips masks[k] (traced [K, L]) at step k: every block is computed and the
-    skipped ones' outputs discarded, so any mask runs through one compiled program."""
-    def eps(x, t):
-        return apply_skip(model_params, x, t, masks[step_index(timesteps, t)], ())
-    return eps
-
-
-def static_eps(eps_fn, timesteps, skip_lists: Sequence[Sequence[int]]):
-    """ε(x, t) that skips the static block list of each step: steps with the same list share one
-    branch of a `lax.switch`, so skipped blocks are not computed at all. `eps_fn(x, t, skip)` takes
-    the static tuple `skip`."""
-    unique = sorted(set(tuple(s) for s in skip_lists))
-    if len(unique) == 1:
-        return lambda x, t: eps_fn(x, t, unique[0])
-    branch_of_step = np.asarray([unique.index(tuple(s)) for s in skip_lists], np.int32)
-    branches = [lambda x, t, s=s: eps_fn(x, t, s) for s in unique]
-    t_steps = np.asarray(timesteps, np.float64)
-
-    def eps(x, t):
-        return jax.lax.switch(jnp.asarray(branch_of_step)[step_index(t_steps, t)], branches, x, t)
-    return eps
 
 
 def fitness_fn(kind: str, schedule, apply_skip, features_apply, reference: fid_lib.Reference, *,

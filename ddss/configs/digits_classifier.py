@@ -1,6 +1,6 @@
-"""The digits feature network: trains in about a minute on 2 CPU cores.
+"""Train the digits feature network (the loss space); about a minute on 2 CPU cores.
 
-  python -m ddss.main --config=configs/digits_classifier.py --workdir=/tmp/digits_classifier
+  ddss --config=digits_classifier --workdir=/tmp/digits_classifier
 
 Its output `digits_classifier.safetensors` is the file shipped in ddss/models/assets/.
 """

@@ -1,9 +1,9 @@
-"""The digits evaluation feature network: an MLP, independent of the loss network.
+"""Train the digits evaluation feature network, an MLP independent of the loss network.
 
-  python -m ddss.main --config=configs/digits_eval_features.py --workdir=/tmp/digits_eval_features
+  ddss --config=digits_eval_features --workdir=/tmp/digits_eval_features
 
 Its output `digits_eval_features.safetensors` is the file shipped in ddss/models/assets/ and used by
-`ddss.metrics.features.get("digits_eval")`. It differs from the loss network (configs/digits_classifier.py)
+`ddss.metrics.features.get("digits_eval")`. It differs from the loss network (ddss/configs/digits_classifier.py)
 in architecture (an MLP on the 64 pixels with GELU and LayerNorm, no convolutions), seed (1) and split
 (a stratified 80/20 split of all 1797 digits drawn with split seed 1, not the fixed train/test split).
 Measured (2 shared CPU cores): held-out accuracy 0.9805 (352 of its own 359 held-out digits);

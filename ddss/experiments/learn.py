@@ -1,7 +1,7 @@
 """DDSS: learn GGDM-family samplers by gradient descent on sample quality, then score them against
 every training-free baseline on held-out noise.
 
-  python -m ddss.main --config=configs/digits_ddss.py --workdir=DIR
+  ddss --config=digits_ddss --workdir=DIR
 
 For each K in `config.num_steps` and each (family, loss) in `config.learn`, trains a sampler under
 DIR/runs/<method>_K<K>/:
@@ -41,7 +41,7 @@ from ddss import export, schedules
 from ddss.experiments import baselines, evaluation, plots, targets, writers
 from ddss.metrics import fid
 from ddss.samplers import ggdm
-from ddss.search import ddss as ddss_lib
+from ddss.search import differentiable
 
 DDSS_KEYS = ("learn", "init", "train", "loss", "reference_features")
 
@@ -70,7 +70,9 @@ def initial_timesteps(init: InitConfig, schedule, k: int) -> np.ndarray:
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
+class SamplerTrainingConfig:
+    """How DDSS optimises a sampler (`config.train`): steps, batch, learning rate, validation, checkpoints."""
+
     steps: int = 200
     steps_by_k: tuple = ()  # ((K, steps), ...): overrides `steps` for those K
     batch_size: int = 128
@@ -89,8 +91,8 @@ class DDSSConfig:
     base: baselines.BaselinesConfig
     learn: tuple[tuple[str, str], ...]  # (family, loss kind)
     init: InitConfig
-    train: TrainConfig
-    loss: ddss_lib.LossConfig
+    train: SamplerTrainingConfig
+    loss: differentiable.LossConfig
     reference_features: str = ""
 
     @classmethod
@@ -106,7 +108,7 @@ class DDSSConfig:
         init = dict(c.get("init", {}))
         init["timesteps_from"] = tuple((int(k), str(p)) for k, p in init.get("timesteps_from", ()))
         init = InitConfig(**init)
-        loss = ddss_lib.LossConfig(**c.get("loss", {}))
+        loss = differentiable.LossConfig(**c.get("loss", {}))
         for _, kind in learn:
             dataclasses.replace(loss, kind=kind)  # an unknown loss fails here
         if init.base not in ggdm.BASES:
@@ -115,7 +117,7 @@ class DDSSConfig:
             raise ValueError(f"Unknown init.stride {init.stride!r}; choose one of {schedules.STRIDES}.")
         train = dict(c.get("train", {}))
         train["steps_by_k"] = tuple((int(k), int(n)) for k, n in train.get("steps_by_k", ()))
-        return cls(base=base, learn=learn, init=init, train=TrainConfig(**train), loss=loss,
+        return cls(base=base, learn=learn, init=init, train=SamplerTrainingConfig(**train), loss=loss,
                    reference_features=c.get("reference_features", ""))
 
 
@@ -162,15 +164,15 @@ class Trainer:
 
         teacher = None
         if self.loss_cfg.uses_teacher:
-            teacher = ddss_lib.teacher_fn(target.schedule, target.apply, self.loss_cfg.teacher_steps,
+            teacher = differentiable.teacher_fn(target.schedule, target.apply, self.loss_cfg.teacher_steps,
                                           clip_denoised=clip)
-        loss = ddss_lib.make_loss(functools.partial(sample, remat=cfg.train.remat), extractor, self.loss_cfg, teacher)
+        loss = differentiable.make_loss(functools.partial(sample, remat=cfg.train.remat), extractor, self.loss_cfg, teacher)
         # A fixed bank of (x_K, teacher solution) pairs, when the loss has a teacher and the config asks for one.
         self.pairs = pairs if self.loss_cfg.uses_teacher and self.loss_cfg.teacher_pairs else None
         t = cfg.train
-        self.optimizer = ddss_lib.make_optimizer(t.learning_rate, t.grad_clip, self.steps, t.warmup_steps)
+        self.optimizer = differentiable.make_optimizer(t.learning_rate, t.grad_clip, self.steps, t.warmup_steps)
         self.reals = jnp.asarray(reals if reals is not None else np.zeros((2, 1), np.float32))
-        self.step = jax.jit(ddss_lib.make_step(loss, self.optimizer, (t.batch_size,) + tuple(target.image_shape),
+        self.step = jax.jit(differentiable.make_step(loss, self.optimizer, (t.batch_size,) + tuple(target.image_shape),
                                                len(self.reals), t.batch_size), donate_argnums=0)
         # (learned, model params), x_K, key -> (x_0, info): the baselines' sampling signature.
         self.sample = jax.jit(lambda p, x, key_: sample(p[0], p[1], x, key_, return_info=True))
@@ -179,7 +181,7 @@ class Trainer:
         self.val_bank = np.asarray(jax.random.normal(k_val, (t.val_samples,) + tuple(target.image_shape)))
 
     def initial_state(self):
-        state = ddss_lib.init_state(self.init_params.learned, self.optimizer, self.run_key)
+        state = differentiable.init_state(self.init_params.learned, self.optimizer, self.run_key)
         # best_learned is a host copy: the state's own arrays are donated to each step.
         return {"state": state, "best_learned": jax.device_get(state.learned),
                 "best_fid": jnp.asarray(np.inf, jnp.float32)}
@@ -295,7 +297,7 @@ def train_one(trainer: Trainer, rundir: str) -> dict:
     return record
 
 
-def teacher_evaluations(loss: ddss_lib.LossConfig, samples: int) -> int:
+def teacher_evaluations(loss: differentiable.LossConfig, samples: int) -> int:
     """Teacher network calls a run pays for: per training sample, or once for a shared bank of pairs."""
     if not loss.uses_teacher:
         return 0
@@ -309,9 +311,9 @@ def teacher_pairs(cfg: DDSSConfig, target: targets.Target, key) -> tuple | None:
     if not (loss.teacher_pairs and any("teacher" in kind for _, kind in cfg.learn)):
         return None
     noise = jax.random.normal(key, (loss.teacher_pairs,) + tuple(target.image_shape))
-    teacher = ddss_lib.teacher_fn(target.schedule, target.apply, loss.teacher_steps,
+    teacher = differentiable.teacher_fn(target.schedule, target.apply, loss.teacher_steps,
                                   clip_denoised=cfg.base.clip_denoised)
-    return noise, ddss_lib.teacher_bank(teacher, target.params, noise, cfg.base.batch_size)
+    return noise, differentiable.teacher_bank(teacher, target.params, noise, cfg.base.batch_size)
 
 
 def run(config, workdir: str) -> dict:

@@ -1,6 +1,8 @@
-"""Reference statistics of a folder of images (pytorch-fid's directory mode, in our Inception port).
+"""Reference statistics of a folder of images, in Inception space.
 
-  python -m ddss.main --config=configs/ref_stats_folder.py --workdir=~/stats/mydata --config.folder=~/data/images
+pytorch-fid's directory mode, in our Inception port.
+
+  ddss --config=ref_stats_folder --workdir=~/stats/mydata --config.folder=~/data/images
 
 Reads every .png/.jpg/.jpeg/.bmp/.webp directly in the folder, sorted by name. Set
 `--config.image_size=N` to center-crop and resize to N×N when sizes differ.

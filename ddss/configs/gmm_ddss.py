@@ -3,11 +3,11 @@
 truth is known. "fid" is the Fréchet distance to the mixture's exact moments: there is no feature
 network, so nothing can be gamed, and the two objectives are compared on the truth.
 
-  python -m ddss.main --config=configs/gmm_ddss.py --workdir=/tmp/gmm_ddss
+  ddss --config=gmm_ddss --workdir=/tmp/gmm_ddss
 """
 import ml_collections
 
-from configs import gmm_baselines
+from ddss.configs import gmm_baselines
 
 
 def get_config():

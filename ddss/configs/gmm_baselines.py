@@ -1,6 +1,6 @@
-"""Baseline samplers on the analytic Gaussian-mixture model (8×8×1 "images", exact ε).
+"""Baseline samplers on the analytic Gaussian mixture (8×8×1 "images", exact ε).
 
-  python -m ddss.main --config=configs/gmm_baselines.py --workdir=/tmp/gmm_baselines
+  ddss --config=gmm_baselines --workdir=/tmp/gmm_baselines
 
 Scores DDPM, DDIM and DPM-Solver++ at several K on held-out noise by the Fréchet distance between
 the samples' moments and the mixture's exact moments (and KID against exact mixture samples), next

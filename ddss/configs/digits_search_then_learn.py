@@ -2,12 +2,12 @@
 starting point of a learned GGDM+PRED+TIME sampler, reported beside both parents (the searched
 sampler itself, and the same DDSS run started from its usual solver) and the baselines.
 
-  python -m ddss.main --config=configs/digits_search_then_learn.py --workdir=/tmp/digits_search_then_learn
+  ddss --config=digits_search_then_learn --workdir=/tmp/digits_search_then_learn
 
-The search is configs/digits_evolution.py's timestep search; DDSS is configs/digits_ddss.py's
+The search is ddss/configs/digits_evolution.py's timestep search; DDSS is ddss/configs/digits_ddss.py's
 learning. See ddss/experiments/search_then_learn.py.
 """
-from configs import digits_ddss, digits_evolution
+from ddss.configs import digits_ddss, digits_evolution
 from ddss.experiments import search_then_learn
 
 

@@ -1,10 +1,10 @@
 """DDSS on the embedded digits model: learned GGDM+PRED+TIME samplers at K = 4, 5, 10 against the
 training-free baselines, scored on held-out noise in a feature space no objective uses.
 
-  python -m ddss.main --config=configs/digits_ddss.py --workdir=/tmp/digits_ddss
+  ddss --config=digits_ddss --workdir=/tmp/digits_ddss
 
 Each sampler starts exactly at DPM-Solver++(2M) on the time-quadratic grid (the best training-free
-start on this model, configs/digits_baselines.py) and learns by Adam (100
+start on this model, ddss/configs/digits_baselines.py) and learns by Adam (100
 steps of batch 128; 50 at K = 10) on the teacher loss: the mean squared pixel distance to a 20-step
 DPM-Solver++(2M) solution from the same noise, over a bank of 2048 (noise, solution) pairs computed
 once. That objective won the ladder of benchmarks/ddss_ladder.py *outside* the space it trains in;
@@ -17,7 +17,7 @@ ddss/experiments/ddss.py for the files it writes.
 """
 import ml_collections
 
-from configs import digits_baselines
+from ddss.configs import digits_baselines
 
 
 def get_config():
@@ -26,7 +26,7 @@ def get_config():
     config.num_steps = (4, 5, 10)
     # The starting solver (also the best training-free row at K = 10), the λ-uniform DPM-Solver++ most
     # users pick, and UniPC on the quadratic grid, the best training-free row at K = 4 and 5 of
-    # configs/digits_baselines.py (every solver on every grid; its order-2 twin ties at K = 4).
+    # ddss/configs/digits_baselines.py (every solver on every grid; its order-2 twin ties at K = 4).
     config.methods = ("dpm-solver++(2m)-logsnr", "dpm-solver++(2m)-quadratic", "unipc(bh2,3)-quadratic")
     config.learn = (("ggdm+pred+time", "teacher"),)
     config.init = ml_collections.ConfigDict(dict(base="dpm_solver++", stride="quadratic", eta=0.0, timesteps_from=()))

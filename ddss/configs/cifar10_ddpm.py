@@ -1,9 +1,10 @@
-"""DDPM CIFAR-10 (Ho et al., `google/ddpm-cifar10-32`) through the diffusers converter: the
-training-free baselines at few steps, from the checkpoint directory you already have.
+"""Training-free baselines on DDPM CIFAR-10, from your diffusers checkpoint directory.
+
+The model is Ho et al.'s `google/ddpm-cifar10-32`, through the diffusers converter.
 
   huggingface-cli download google/ddpm-cifar10-32 --local-dir ~/ckpt/ddpm-cifar10-32
-  python -m ddss.main --config=configs/ref_stats_cifar10.py --workdir=~/stats/cifar10_train
-  python -m ddss.main --config=configs/cifar10_ddpm.py --workdir=/tmp/cifar10_ddpm \
+  ddss --config=ref_stats_cifar10 --workdir=~/stats/cifar10_train
+  ddss --config=cifar10_ddpm --workdir=/tmp/cifar10_ddpm \
       --config.checkpoint=~/ckpt/ddpm-cifar10-32 --config.reference_stats=~/stats/cifar10_train/stats.npz
 
 Writes samples, grids and results.json rows for every method and K, scored by FID and Inception
@@ -15,7 +16,7 @@ samples. Clipping of x̂_0 is on, as in the DDPM reference sampler.
 `config.eval_features` with `config.eval_reference_stats` is the evaluation space of the headline
 FID, precision and recall. Left empty, the evaluation space is the train space, and results.json and
 the printed table say that the scores are not independent of the objectives. For a learned or
-searched sampler, pick a different network there (its statistics from configs/ref_stats_folder.py or
+searched sampler, pick a different network there (its statistics from ddss/configs/ref_stats_folder.py or
 ref_stats_cifar10.py with the same `features` block).
 """
 import ml_collections
@@ -35,7 +36,7 @@ def get_config():
     config.clip_denoised = True
     config.features = ml_collections.ConfigDict({"name": "inception", "weights": "", "output": "pool",
                                                  "batch_size": 50})
-    config.reference_stats = ""  # required for scoring: stats.npz from configs/ref_stats_cifar10.py
+    config.reference_stats = ""  # required for scoring: stats.npz from ddss/configs/ref_stats_cifar10.py
     config.eval_features = ml_collections.ConfigDict({"name": "", "weights": "", "output": "pool", "batch_size": 50})
     config.eval_reference_stats = ""  # the data's statistics in the eval_features space
     config.eval_seed = 0  # the held-out noise bank

@@ -1,5 +1,5 @@
 """Tiny version of gmm_ddss.py for tests (seconds on a CPU)."""
-from configs import gmm_ddss
+from ddss.configs import gmm_ddss
 
 
 def get_config():

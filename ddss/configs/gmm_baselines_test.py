@@ -1,5 +1,5 @@
 """Tiny version of gmm_baselines.py for tests (seconds on a CPU)."""
-from configs import gmm_baselines
+from ddss.configs import gmm_baselines
 
 
 def get_config():

@@ -1,7 +1,7 @@
 """Tiny timestep search on the analytic Gaussian mixture, for tests (seconds on a CPU)."""
 import ml_collections
 
-from configs import gmm_baselines
+from ddss.configs import gmm_baselines
 
 
 def get_config():

@@ -1,12 +1,12 @@
-"""Score exported samplers of the digits model beside the training-free baselines at their K.
+"""Score exported digits samplers beside the training-free baselines at their K.
 
-  python -m ddss.main --config=configs/digits_evaluate.py --workdir=DIR \
+  ddss --config=digits_evaluate --workdir=DIR \
       --config.samplers='("RUN/runs/ggdm+pred+time-teacher_K5/sampler.safetensors",)'
 
 Held-out noise (2000 samples), uint8-quantised samples, FID / precision / recall in the digits
 evaluation network's space, the digits classifier's FID beside it. See ddss/experiments/evaluate.py.
 """
-from configs import digits_baselines
+from ddss.configs import digits_baselines
 
 
 def get_config():

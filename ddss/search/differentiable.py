@@ -1,6 +1,6 @@
 """DDSS: the loss and the optimiser step that learn a sampler through sample quality.
 
-Pure functions; the experiment (`ddss.experiments.ddss`) jits, checkpoints and logs them.
+Pure functions; the experiment (`ddss.experiments.learn`) jits, checkpoints and logs them.
 
 Losses (`LossConfig.kind`):
   "kid"          unbiased MMD² with the cubic kernel between features of the generated batch and a
@@ -87,7 +87,7 @@ def make_loss(sample: Callable, features: Callable, cfg: LossConfig, teacher: Ca
     else runs `teacher(model_params, x_K)`.
     """
     if cfg.uses_teacher and teacher is None:
-        raise ValueError("A teacher loss needs a teacher sampler (ddss.search.ddss.teacher_fn).")
+        raise ValueError("A teacher loss needs a teacher sampler (ddss.search.differentiable.teacher_fn).")
 
     def loss(learned, model_params, x_K, key, real_features, teacher_target=None):
         images = jnp.clip(sample(learned, model_params, x_K, key), -1.0, 1.0)

@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import gmm_ddss_test
+from ddss.configs import gmm_ddss_test
 from ddss import experiments, load_sampler, save_sampler, schedules
-from ddss.experiments import ddss as ddss_exp
+from ddss.experiments import learn as learn_exp
 from ddss.models import params_io
 from ddss.samplers import ggdm
 
@@ -62,7 +62,7 @@ def _held_out_fid_of_the_initial_sampler(workdir, config):
     """The held-out evaluation FID of the K = 3 sampler training started from (DPM-Solver++(2M), λ-uniform)."""
     from ddss.experiments import evaluation
 
-    cfg = ddss_exp.DDSSConfig.from_config(config)
+    cfg = learn_exp.DDSSConfig.from_config(config)
     target, noise_bank, key = evaluation.setup(cfg.base, str(workdir / "init"))
     init = ggdm.init(target.schedule, schedules.timesteps(target.schedule, "logsnr", 3), family="ggdm+pred+time",
                      base="dpm_solver++")
@@ -77,10 +77,10 @@ def test_learning_improves_the_held_out_score_and_a_flipped_gradient_does_not(tm
     noise and on the validation bank; the same run ascending it (a flipped gradient sign) must not: so
     this test can fail."""
     import optax
-    from ddss.search import ddss as ddss_lib
+    from ddss.search import differentiable
 
-    make = ddss_lib.make_optimizer
-    monkeypatch.setattr(ddss_lib, "make_optimizer", lambda *a, **k: optax.chain(optax.scale(sign), make(*a, **k)))
+    make = differentiable.make_optimizer
+    monkeypatch.setattr(differentiable, "make_optimizer", lambda *a, **k: optax.chain(optax.scale(sign), make(*a, **k)))
     config = _config(baselines=False)
     config.learn = (("ggdm+pred+time", "teacher"),)
     config.loss.update(teacher_space="pixels", teacher_steps=20, teacher_pairs=256)
@@ -95,7 +95,7 @@ def test_learning_improves_the_held_out_score_and_a_flipped_gradient_does_not(tm
 
 def _wrap_training_steps(patch, wrap):
     """Makes every Trainer's jitted step `wrap(step, call_number, *args)` (call numbers from 1)."""
-    original_init = ddss_exp.Trainer.__init__
+    original_init = learn_exp.Trainer.__init__
 
     def init(self, *args, **kwargs):
         original_init(self, *args, **kwargs)
@@ -107,7 +107,7 @@ def _wrap_training_steps(patch, wrap):
 
         self.step = wrapped
 
-    patch.setattr(ddss_exp.Trainer, "__init__", init)
+    patch.setattr(learn_exp.Trainer, "__init__", init)
 
 
 def _die_at_call_8(step, n, *args):
@@ -139,14 +139,14 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(whole_run, tmp_path, mo
 
 def test_a_non_finite_step_is_refused(tmp_path):
     import optax
-    from ddss.search import ddss as ddss_lib
+    from ddss.search import differentiable
 
     learned = {"w": np.ones(3, np.float32)}
     loss = lambda l, mp, x, key, real, target=None: (jnp.sum(l["w"] * x.mean()), {"kid": jnp.sum(l["w"])})
     for lr, finite in ((0.1, True), (float("nan"), False)):
         optimizer = optax.adam(lr)
-        state = ddss_lib.init_state(learned, optimizer, jax.random.key(0))
-        new, metrics = jax.jit(ddss_lib.make_step(loss, optimizer, (4, 2), 5, 3))(state, {}, jnp.zeros((5, 2)))
+        state = differentiable.init_state(learned, optimizer, jax.random.key(0))
+        new, metrics = jax.jit(differentiable.make_step(loss, optimizer, (4, 2), 5, 3))(state, {}, jnp.zeros((5, 2)))
         assert int(new.step) == 1 and float(metrics["nonfinite"]) == (0.0 if finite else 1.0)
         assert np.array_equal(np.asarray(new.learned["w"]), learned["w"]) != finite
 
@@ -244,7 +244,7 @@ def test_evaluate_scores_an_export_as_the_run_did(whole_run, tmp_path):
 def test_search_then_learn_starts_ddss_at_the_searched_sampler(tmp_path):
     """Evolution, then gradient: the @searched run starts from the searched timesteps and the search's
     own solver (its step-0 validation equals the searched sampler's), beside both parents."""
-    from configs import gmm_search_then_learn_test
+    from ddss.configs import gmm_search_then_learn_test
     from ddss.experiments import evaluation
     from ddss.experiments import evolution as evo_exp
 

@@ -1,11 +1,12 @@
-"""AutoDiffusion on the embedded digits model, DDIM (η = 0) sampler, against DDIM-uniform and
-DPM-Solver++ at K = 3 and 4:
+"""AutoDiffusion on the embedded digits model (DDIM timesteps and skipped blocks, K = 3 and 4).
+
+Against DDIM-uniform and DPM-Solver++ at K = 3 and 4:
   evolution-timesteps, budget 4 steps: the best 4 timesteps (full network);
   evolution-timesteps, budget 3 steps: the best 3 timesteps (full network), 3·L = 54 block executions;
   evolution-joint, budget 3 steps: timesteps and per-step skipped blocks within the same 54 block
       executions, where pruning may buy a fourth or fifth step.
 
-  python -m ddss.main --config=configs/digits_evolution.py --workdir=/tmp/digits_evolution
+  ddss --config=digits_evolution --workdir=/tmp/digits_evolution
 
 Fitness: FID in the digits classifier's space of 256 samples from one fixed noise bank, against all
 1797 digits; 20 candidates per generation, 10 generations, parents = the best 6 ever evaluated. The
@@ -17,14 +18,14 @@ sees (FID, precision, recall; the classifier's FID beside it). About 10 minutes 
 """
 import ml_collections
 
-from configs import digits_baselines
+from ddss.configs import digits_baselines
 
 
 def get_config():
     config = digits_baselines.get_config()
     config.experiment = "evolution"
     config.num_steps = (3, 4)  # the baselines' K
-    # DDIM-uniform (the search's seed) and the best training-free rows at K = 3, 4 of configs/digits_baselines.py.
+    # DDIM-uniform (the search's seed) and the best training-free rows at K = 3, 4 of ddss/configs/digits_baselines.py.
     config.methods = ("ddim-linear", "ddim-quadratic", "dpm-solver++(2m)-quadratic", "unipc(bh2,2)-quadratic",
                       "unipc(bh2,3)-quadratic")
     config.sampler = "ddim"  # ddim | dpm_solver++ | ggdm

@@ -1,10 +1,10 @@
 """CIFAR-10 reference statistics in Inception pool space (FID's convention: the 50k training images).
 
-  python -m ddss.main --config=configs/ref_stats_cifar10.py --workdir=~/stats/cifar10_train
+  ddss --config=ref_stats_cifar10 --workdir=~/stats/cifar10_train
 
 Needs the TFDS dataset prepared (`tfds build cifar10`, or `--config.download=True` where the
 machine is online) and pytorch-fid's Inception weights (see `ddss.metrics.inception`). Writes
-stats.npz (mu, sigma: the format pytorch-fid reads) for `configs/cifar10_ddpm.py
+stats.npz (mu, sigma: the format pytorch-fid reads) for `ddss/configs/cifar10_ddpm.py
 --config.reference_stats=.../stats.npz`. Resumes after a kill from the last `checkpoint_every`.
 """
 import ml_collections

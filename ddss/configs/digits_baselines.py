@@ -1,6 +1,6 @@
 """Training-free baselines on the embedded digits model: every solver on every time grid people use.
 
-  python -m ddss.main --config=configs/digits_baselines.py --workdir=/tmp/digits_baselines
+  ddss --config=digits_baselines --workdir=/tmp/digits_baselines
 
 DDIM, DPM-Solver++ (2M, 3M), UniPC (bh2, orders 2 and 3) and iPNDM on the linear, time-quadratic,
 λ-uniform and EDM (ρ = 7) grids, DDPM on the quadratic one, at K = 3, 4, 5, 10. Each row: 2000

@@ -3,13 +3,13 @@ GGDM+PRED+TIME with the KID loss, and GGDM+PRED+TIME with the teacher loss (pixe
 20-step DPM-Solver++(2M) solution from the same x_K) and with both. The objective ladder (losses,
 starts, learning rate, steps) is benchmarks/ddss_ladder.py.
 
-  python -m ddss.main --config=configs/digits_ddss_ladder.py --workdir=/tmp/digits_ddss_ladder
+  ddss --config=digits_ddss_ladder --workdir=/tmp/digits_ddss_ladder
 
 Every family starts from DDIM (η = 0) on the quadratic stride, so the ladder shows what each
 ingredient adds to the same starting point (VARS can only start from DDIM). Same scoring and files
-as configs/digits_ddss.py; a few minutes per learned row on 2 CPU cores.
+as ddss/configs/digits_ddss.py; a few minutes per learned row on 2 CPU cores.
 """
-from configs import digits_ddss
+from ddss.configs import digits_ddss
 
 
 def get_config():

@@ -1,5 +1,5 @@
 """Tiny evolution-then-gradient run on the analytic Gaussian mixture, for tests (seconds on a CPU)."""
-from configs import gmm_ddss_test, gmm_evolution_test
+from ddss.configs import gmm_ddss_test, gmm_evolution_test
 from ddss.experiments import search_then_learn
 
 

@@ -1,11 +1,12 @@
-"""DDSS on DDPM CIFAR-10 (`google/ddpm-cifar10-32` through the diffusers converter): learned
-GGDM+PRED+TIME samplers at K = 5, 10, 20 with KID in pytorch-fid's Inception space, against the
+"""DDSS on DDPM CIFAR-10, from your diffusers checkpoint directory.
+
+`google/ddpm-cifar10-32` through the diffusers converter: learned GGDM+PRED+TIME samplers at K = 5, 10, 20 with KID in pytorch-fid's Inception space, against the
 training-free baselines, scored by FID against the CIFAR-10 training set's statistics.
 
   huggingface-cli download google/ddpm-cifar10-32 --local-dir ~/ckpt/ddpm-cifar10-32
-  python -m ddss.main --config=configs/ref_stats_cifar10.py --workdir=~/stats/cifar10_train \
+  ddss --config=ref_stats_cifar10 --workdir=~/stats/cifar10_train \
       --config.save_features=True
-  python -m ddss.main --config=configs/cifar10_ddss.py --workdir=/tmp/cifar10_ddss \
+  ddss --config=cifar10_ddss --workdir=/tmp/cifar10_ddss \
       --config.checkpoint=~/ckpt/ddpm-cifar10-32 --config.reference_stats=~/stats/cifar10_train/stats.npz \
       --config.reference_features=~/stats/cifar10_train/features.npy
 
@@ -15,7 +16,7 @@ so this is an accelerator job: on a CPU one step takes minutes.
 """
 import ml_collections
 
-from configs import cifar10_ddpm
+from ddss.configs import cifar10_ddpm
 
 
 def get_config():

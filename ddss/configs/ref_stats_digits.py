@@ -1,7 +1,7 @@
-"""Reference statistics of the bundled digits in the digits classifier's feature space.
+"""Reference statistics of the bundled digits, in the digits classifier's space.
 
-  python -m ddss.main --config=configs/ref_stats_digits.py --workdir=/tmp/ref_digits
-  python -m ddss.main --config=configs/ref_stats_digits.py --workdir=/tmp/ref_digits_train --config.split=train
+  ddss --config=ref_stats_digits --workdir=/tmp/ref_digits
+  ddss --config=ref_stats_digits --workdir=/tmp/ref_digits_train --config.split=train
 
 The shipped files ddss/models/assets/digits_stats_{all,train}.npz are these outputs (a test checks
 that they still match the shipped classifier).

@@ -1,6 +1,6 @@
-"""The embedded default model: a DDPM UNet on scikit-learn's 8×8 digits (about 45 min on 2 CPU cores).
+"""Train the embedded default model, a DDPM UNet on the 8×8 digits (about 45 min on 2 CPU cores).
 
-  python -m ddss.main --config=configs/digits_train.py --workdir=/tmp/digits_train
+  ddss --config=digits_train --workdir=/tmp/digits_train
 
 DDPM L_simple, linear β (1e-4 .. 0.02), T = 1000, Adam with warm-up and cosine decay, EMA of the
 weights. Native 8×8×1 images in [-1, 1]: no resizing, so samplers work on the real data and one

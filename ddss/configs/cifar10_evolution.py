@@ -1,10 +1,11 @@
-"""AutoDiffusion on DDPM CIFAR-10 (`google/ddpm-cifar10-32` through the diffusers converter): DDIM
-timesteps at K = 4, and timesteps plus per-step block skipping under the budget of 4 full steps,
+"""AutoDiffusion on DDPM CIFAR-10, from your diffusers checkpoint directory.
+
+`google/ddpm-cifar10-32` through the diffusers converter: DDIM timesteps at K = 4, and timesteps plus per-step block skipping under the budget of 4 full steps,
 with FID in pytorch-fid's Inception space as fitness, against DDIM-uniform and DPM-Solver++ at K = 4.
 
   huggingface-cli download google/ddpm-cifar10-32 --local-dir ~/ckpt/ddpm-cifar10-32
-  python -m ddss.main --config=configs/ref_stats_cifar10.py --workdir=~/stats/cifar10_train
-  python -m ddss.main --config=configs/cifar10_evolution.py --workdir=/tmp/cifar10_evolution \
+  ddss --config=ref_stats_cifar10 --workdir=~/stats/cifar10_train
+  ddss --config=cifar10_evolution --workdir=/tmp/cifar10_evolution \
       --config.checkpoint=~/ckpt/ddpm-cifar10-32 --config.reference_stats=~/stats/cifar10_train/stats.npz
 
 AutoDiffusion's defaults: population 50, the best 10 ever as parents, 25 mutants, 15 crossovers, 10
@@ -14,7 +15,7 @@ samples. An accelerator job: about 2.5M network evaluations at 32×32 plus the I
 """
 import ml_collections
 
-from configs import cifar10_ddpm
+from ddss.configs import cifar10_ddpm
 
 
 def get_config():

@@ -1,0 +1,4 @@
+"""`python -m ddss`: the command line (`ddss --help`)."""
+from ddss.main import cli
+
+cli()
