@@ -30,7 +30,7 @@ setup(
         "pillow>=9.1",  # ddss.data.tfds: center-crop and resize (Image.Resampling)
         "tensorboardX>=2.6",  # TensorBoard event files without TensorFlow
     ],
-    package_data={"ddss.models": ["assets/*.safetensors", "assets/*.npz", "assets/ceilings/*.npz"]},
+    package_data={"ddss.models": ["assets/*.safetensors", "assets/*.npz", "assets/ceilings/*.npz", "assets/*.json"]},
     extras_require={
         # torch itself is installed separately and pinned (torch==2.13.0, CPU build).
         "test": ["pytest>=7", "pytest-xdist>=3.5", "hypothesis>=6", "diffusers==0.42.1"],

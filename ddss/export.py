@@ -10,6 +10,11 @@ and how the sampler was trained. Nothing is unpickled. Inside your own jit, pass
 `sampler.params` as an argument (`ggdm.sample(params, eps_fn, x_K, key)`) to keep the arrays out
 of the compiled program; changing their values then never recompiles.
 
+Every file written here gets a plain-JSON twin beside it, `<name>.timesteps.json`
+(`save_timesteps_json`): the integer timesteps, noisiest first, for tools that take a timestep list,
+such as a diffusers scheduler's `set_timesteps(timesteps=...)`. Only the times carry over; the
+learned coefficients and the skipped blocks need `ddss.load_sampler`.
+
 A searched (AutoDiffusion) sampler holds integer timesteps, the skipped blocks of each step and the
 sampler kind (plus GGDM coefficients when it searched a GGDM's times). Loaded, it compiles the skip
 lists *statically*: skipped blocks are not computed. Its model function takes the skip list:
@@ -20,12 +25,16 @@ lists *statically*: skipped blocks are not computed. Its model function takes th
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+
 import numpy as np
 
 from ddss import schedules
 from ddss.models import params_io
 from ddss.samplers import ggdm, skipping
 
+TIMESTEPS_KIND = "ddss_timesteps"
 KIND = "ddss_sampler"
 EVOLVED_KIND = "ddss_evolved_sampler"
 FORMAT_VERSION = 1
@@ -61,6 +70,8 @@ def save_sampler(path: str, params: ggdm.GGDMParams, *, clip_denoised: bool, inf
             "eta": params.eta, "num_steps": params.num_steps, "clip_denoised": bool(clip_denoised),
             "info": info or {}}
     params_io.save(path, tensors, meta)
+    save_timesteps_json(timesteps_json_path(path), LoadedSampler(params=params, clip_denoised=clip_denoised,
+                                                                 metadata=meta))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +124,59 @@ def save_evolved_sampler(path: str, timesteps, skip_mask, *, kind: str, schedule
         tensors["ggdm"] = {k: np.asarray(v, np.float32) for k, v in ggdm_params.learned.items()}
         meta.update(family=ggdm_params.family, base=ggdm_params.base, eta=ggdm_params.eta)
     params_io.save(path, tensors, meta)
+    skip = tuple(tuple(int(i) for i in np.flatnonzero(row)) for row in mask)
+    save_timesteps_json(timesteps_json_path(path), EvolvedSampler(
+        kind=kind, timesteps=t, skip=skip, num_blocks=int(mask.shape[1]), schedule=schedule,
+        clip_denoised=clip_denoised, ggdm_params=ggdm_params, metadata=meta))
+
+
+def timesteps_json_path(path: str) -> str:
+    """`DIR/sampler.safetensors` -> `DIR/sampler.timesteps.json`."""
+    stem = path[:-len(".safetensors")] if path.endswith(".safetensors") else path
+    return stem + ".timesteps.json"
+
+
+def timesteps_record(sampler: LoadedSampler | EvolvedSampler) -> dict:
+    """A sampler's timesteps as plain JSON-able data (see `save_timesteps_json`)."""
+    if isinstance(sampler, LoadedSampler):
+        exact = [float(v) for v in np.asarray(ggdm.times(sampler.params), np.float64)]
+        T, method = sampler.params.schedule.num_timesteps, f"{sampler.family} over {sampler.params.base}"
+        dropped = "the learned GGDM coefficients"
+        skip = None
+    else:
+        exact = [float(v) for v in np.asarray(sampler.timesteps, np.float64)]
+        T, method = sampler.schedule.num_timesteps, sampler.kind
+        dropped = "the skipped blocks" + (" and the GGDM coefficients" if sampler.ggdm_params is not None else "")
+        skip = [list(s) for s in sampler.skip]
+    rounded = [int(round(v)) for v in exact]
+    if any(a <= b for a, b in zip(rounded, rounded[1:])):
+        raise ValueError(f"The timesteps {exact} do not stay distinct when rounded to integers ({rounded}); "
+                         "a timestep list for other tools needs distinct integer times.")
+    record = {"kind": TIMESTEPS_KIND, "format_version": FORMAT_VERSION, "timesteps": rounded,
+              "exact_timesteps": exact, "num_train_timesteps": int(T), "num_steps": len(rounded),
+              "sampler": method,
+              "note": (f"Integer timesteps, noisiest first, for a scheduler's set_timesteps(timesteps=...). "
+                       f"Only the times carry over: {dropped} need ddss.load_sampler.")}
+    if skip is not None:
+        record["skip"] = skip
+    return record
+
+
+def save_timesteps_json(path: str, sampler: LoadedSampler | EvolvedSampler) -> dict:
+    """Writes `sampler`'s timesteps as plain JSON and returns the record:
+
+      {"timesteps": [int, ...] (noisiest first), "exact_timesteps": [float, ...], "num_train_timesteps": T,
+       "num_steps": K, "sampler": ..., "skip": [[block, ...] per step] (searched samplers), "note": ...}
+
+    For diffusers: `scheduler.set_timesteps(timesteps=record["timesteps"])` on a scheduler that takes a
+    custom list (e.g. `DPMSolverMultistepScheduler`, `UniPCMultistepScheduler`, `DDPMScheduler`)."""
+    record = timesteps_record(sampler)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)
+    return record
 
 
 def _load_evolved(path: str, tensors: dict, meta: dict, num_blocks: int | None) -> EvolvedSampler:

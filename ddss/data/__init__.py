@@ -13,22 +13,28 @@ determines every batch. Example:
     for batch in data.tfds_batches("cifar10", "train", batch_size=128, seed=0):
         batch["image"]  # float32 [128, 32, 32, 3] in [-1, 1]
 """
-from ddss.data import digits, tfds
+import importlib
+
+from ddss.data import digits
 from ddss.data.digits import index_batches
 from ddss.data.digits import batches as digits_batches
 from ddss.data.digits import load as load_digits
-from ddss.data.tfds import (
-    DataConfig,
-    DatasetNotPreparedError,
-    batches_from_config,
-    batches_from_source,
-    center_crop_resize,
-    from_config,
-    open_source,
-    supported_datasets,
-    to_model_range,
-)
-from ddss.data.tfds import batches as tfds_batches
+
+# TFDS (and through it TensorFlow's file systems) loads only when one of its names is first used.
+_TFDS_NAMES = {"DataConfig": "DataConfig", "DatasetNotPreparedError": "DatasetNotPreparedError",
+               "batches_from_config": "batches_from_config", "batches_from_source": "batches_from_source",
+               "center_crop_resize": "center_crop_resize", "from_config": "from_config",
+               "open_source": "open_source", "supported_datasets": "supported_datasets",
+               "to_model_range": "to_model_range", "tfds_batches": "batches"}
+
+
+def __getattr__(name):
+    if name == "tfds":
+        return importlib.import_module("ddss.data.tfds")
+    if name in _TFDS_NAMES:
+        return getattr(importlib.import_module("ddss.data.tfds"), _TFDS_NAMES[name])
+    raise AttributeError(f"module 'ddss.data' has no attribute {name!r}")
+
 
 __all__ = [
     "digits",

@@ -4,6 +4,7 @@
   feats = ddss.models.digits.feature_fn() # images -> 64-d features of the digits classifier
   mu, sigma = ddss.models.digits.reference_stats("all")  # FID reference in that feature space
   evals = ddss.models.digits.eval_feature_fn()  # images -> 64-d features of the evaluation network
+  sampler = ddss.models.digits.load_learned_sampler()  # a K = 5 sampler DDSS learned for this model
 
 The digits classifier is the feature network the learned samplers' loss uses; the evaluation
 network (`ddss.models.eval_net`: another architecture, seed and split) is used by no loss, so
@@ -14,6 +15,7 @@ They are reproduced by
   ddss --config=digits_classifier --workdir=DIR     (the feature network)
   ddss --config=digits_eval_features --workdir=DIR  (the evaluation network)
   ddss --config=ref_stats_digits --workdir=DIR      (the reference statistics)
+  ddss --config=digits_ddss --workdir=DIR           (the learned sampler: DIR/runs/*_K5/sampler.safetensors)
 Images are native 8×8×1 in [-1, 1]; time is DDPM's t ∈ [0, 999] on the linear-β schedule.
 """
 from __future__ import annotations
@@ -26,6 +28,7 @@ ASSETS = os.path.join(os.path.dirname(__file__), "assets")
 UNET_FILE = os.path.join(ASSETS, "digits_unet.safetensors")
 CLASSIFIER_FILE = os.path.join(ASSETS, "digits_classifier.safetensors")
 EVAL_FILE = os.path.join(ASSETS, "digits_eval_features.safetensors")
+LEARNED_SAMPLER_FILE = os.path.join(ASSETS, "digits_sampler_k5.safetensors")
 STATS_SPLITS = ("all", "train")
 _HINT = ("The file ships with ddss; reinstall the package, or rebuild it with "
          "`ddss --config={config} --workdir=DIR` and pass the path.")
@@ -34,6 +37,15 @@ _HINT = ("The file ships with ddss; reinstall the package, or rebuild it with "
 def load(path: str | None = None) -> pretrained.DiffusionModel:
     """The digits DDPM (EMA weights). `path` overrides the shipped file (e.g. a fresh training run's)."""
     return pretrained.load(path or UNET_FILE, hint=_HINT.format(config="digits_train"))
+
+
+def load_learned_sampler(path: str | None = None):
+    """The K = 5 GGDM+PRED+TIME sampler that DDSS learned for this model (`ddss --config=digits_ddss`:
+    pixel teacher, started from DPM-Solver++(2M) on the time-quadratic grid), as `ddss.load_sampler`
+    returns it: `sampler.sample(model.eps_fn, x_K, key)`. `path` overrides the shipped file."""
+    from ddss import export
+
+    return export.load_sampler(path or LEARNED_SAMPLER_FILE, num_steps=None if path else 5)
 
 
 def load_classifier(path: str | None = None) -> tuple[classifier.ClassifierConfig, dict]:
