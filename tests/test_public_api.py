@@ -77,3 +77,26 @@ def test_timesteps_json_drives_a_diffusers_scheduler():
     scheduler = diffusers.DPMSolverMultistepScheduler(num_train_timesteps=record["num_train_timesteps"])
     scheduler.set_timesteps(timesteps=record["timesteps"])
     assert scheduler.timesteps.tolist() == record["timesteps"]
+
+
+def test_a_wheel_carries_the_configs_and_every_shipped_file(tmp_path):
+    """A non-editable install finds `--config=NAME`, the digits weights, the learned sampler and the
+    shipped ceiling: every file under ddss/configs and ddss/models/assets is in the wheel."""
+    import glob
+    import os
+    import shutil
+    import zipfile
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    src = tmp_path / "src"
+    shutil.copytree(os.path.join(root, "ddss"), src / "ddss", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("setup.py", "README.md"):
+        shutil.copy(os.path.join(root, name), src / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+                    str(tmp_path / "wheel"), str(src)], check=True, capture_output=True)
+    names = set(zipfile.ZipFile(glob.glob(str(tmp_path / "wheel" / "*.whl"))[0]).namelist())
+    shipped = [os.path.relpath(p, src).replace(os.sep, "/")
+               for pattern in ("ddss/configs/*.py", "ddss/models/assets/**/*.*")
+               for p in glob.glob(str(src / pattern), recursive=True)]
+    assert len(shipped) > 25
+    assert sorted(set(shipped) - names) == []

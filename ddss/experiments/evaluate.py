@@ -3,7 +3,12 @@
   ddss --config=digits_evaluate --workdir=DIR \
       --config.samplers='("RUN/runs/ggdm+pred+time-teacher_K5/sampler.safetensors",)'
 
-Each file of `config.samplers` (`ddss.save_sampler` / `ddss.save_evolved_sampler` exports) is scored
+Each entry of `config.samplers` is an exported file (`ddss.save_sampler` / `ddss.save_evolved_sampler`)
+or a finished run's directory, which stands for all of its exports (DIR/runs/*/sampler.safetensors):
+
+  ddss --config=digits_evaluate --workdir=DIR --config.samplers='("~/ddss/digits_ddss","~/ddss/digits_evolution")'
+
+Each sampler is scored
 at its own K on the held-out noise bank, by the shared evaluation protocol
 (`ddss.experiments.evaluation`), beside every method of `config.methods` at the same K values (or
 `config.num_steps` when given), the ceiling and the data floor. A row's method is the run directory's
@@ -12,6 +17,7 @@ name without its _K<K> / _B<S> suffix (or the file name), plus `config.labels` w
 from __future__ import annotations
 
 import dataclasses
+import glob
 import os
 import re
 
@@ -35,21 +41,35 @@ class EvaluateConfig:
     @classmethod
     def from_config(cls, config) -> "EvaluateConfig":
         c = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-        samplers = tuple(os.path.expanduser(os.path.expandvars(p)) for p in c.get("samplers", ()))
+        samplers = exports(os.path.expanduser(os.path.expandvars(p)) for p in c.get("samplers", ()))
         labels = tuple(c.get("labels", ()))
         if not samplers:
             raise ValueError("config.samplers is empty: name one or more exported sampler files "
-                             "(DIR/runs/<method>_K<K>/sampler.safetensors).")
+                             "(DIR/runs/<method>_K<K>/sampler.safetensors) or finished run directories.")
         if labels and len(labels) != len(samplers):
             raise ValueError(f"config.labels has {len(labels)} names for {len(samplers)} samplers.")
-        for path in samplers:
-            if not os.path.isfile(path):
-                raise FileNotFoundError(f"config.samplers names {path}, which does not exist.")
         base = {k: v for k, v in c.items() if k not in _KEYS}
         if not base.get("num_steps"):
             base["num_steps"] = ()
         return cls(base=baselines.BaselinesConfig.from_config(ml_collections.ConfigDict(base)), samplers=samplers,
                    labels=labels)
+
+
+def exports(paths) -> tuple[str, ...]:
+    """Sampler files from files and run directories (a directory: its runs/*/sampler.safetensors)."""
+    out = []
+    for path in paths:
+        if os.path.isdir(path):
+            found = sorted(glob.glob(os.path.join(path, "runs", "*", "sampler.safetensors")))
+            if not found:
+                raise FileNotFoundError(f"config.samplers names the directory {path}, which holds no exported "
+                                        "sampler (runs/*/sampler.safetensors): is the run finished?")
+            out += found
+        elif os.path.isfile(path):
+            out.append(path)
+        else:
+            raise FileNotFoundError(f"config.samplers names {path}, which does not exist.")
+    return tuple(out)
 
 
 def method_of(path: str) -> str:
