@@ -17,6 +17,29 @@ def whole_run(tmp_path_factory):
     return workdir, experiments.run(gmm_evolution_test.get_config(), str(workdir))
 
 
+def test_evaluate_scores_a_finished_search_directory_as_the_run_did(whole_run, tmp_path):
+    """`evaluate` given the run directory finds the searched export (and its timesteps JSON twin) and
+    re-scores it on the same held-out bank: the same row."""
+    workdir, results = whole_run
+    searched = next(r for r in results["rows"] if r["method"] == "evolution-timesteps")
+    twin = json.loads((workdir / "runs" / "evolution-timesteps_B3" / "sampler.timesteps.json").read_text())
+    assert twin["timesteps"] == searched["timesteps"] and twin["skip"] == searched["skip"]
+    config = gmm_evolution_test.get_config()
+    for key in evo_exp.EVOLUTION_KEYS:
+        if key in config:
+            del config[key]
+    config.experiment = "evaluate"
+    config.samplers = (str(workdir),)
+    config.num_steps = ()
+    rows = experiments.run(config, str(tmp_path))["rows"]
+    assert [(r["method"], r["K"]) for r in rows][:2] == [("evolution-timesteps", 3), ("ddim-linear", 3)]
+    assert rows[0]["fid"] == searched["fid"] and rows[0]["skip"] == searched["skip"]
+    config.samplers = (str(tmp_path / "empty"),)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="holds no exported sampler"):
+        experiments.run(config, str(tmp_path / "b"))
+
+
 def test_results_contract_and_search_cost(whole_run):
     workdir, results = whole_run
     rows = {(r["method"], r["K"]): r for r in json.loads((workdir / "results.json").read_text())["rows"]}
