@@ -10,9 +10,9 @@ import pytest
 from ddss import experiments, main
 
 
-def _run(args, cwd, env=None):
+def _run(args, cwd, env=None, module="ddss"):
     env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "ddss", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True)
 
 
 def test_help_lists_every_experiment_and_shipped_config(tmp_path):
@@ -23,6 +23,10 @@ def test_help_lists_every_experiment_and_shipped_config(tmp_path):
     for name in main.shipped_configs():
         assert name in out.stdout
     assert "--show_config" in out.stdout and "--debug" in out.stdout
+    # The installed console script (next to this interpreter) prints the same.
+    script = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ddss"), "--help"], cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert script.returncode == 0 and script.stdout == out.stdout
 
 
 def test_config_by_name_or_path():
@@ -46,13 +50,14 @@ def test_paths_expand(monkeypatch):
     assert (config.a, config.b.c, config.d, config.e) == ("/home/u/x", "/data/s.npz", ("/home/u/s1", "plain"), 3)
 
 
-def test_runs_from_any_directory_by_name_with_tilde_workdir(tmp_path):
+@pytest.mark.parametrize("module", ["ddss", "ddss.main"])
+def test_runs_from_any_directory_by_name_with_tilde_workdir(tmp_path, module):
     """The installed command with a shipped config name, from a directory that is not the
     repository, writing to `~/...`: the folder lands in $HOME, not in a folder named '~'."""
     home, cwd = tmp_path / "home", tmp_path / "elsewhere"
     home.mkdir(), cwd.mkdir()
     out = _run(["--config=gmm_baselines_test", "--workdir=~/runs/gmm", "--config.num_samples=64"], cwd=cwd,
-               env={"HOME": str(home)})
+               env={"HOME": str(home)}, module=module)
     assert out.returncode == 0, out.stderr[-2000:]
     results = json.loads((home / "runs" / "gmm" / "results.json").read_text())
     assert results["rows"] and not (cwd / "~").exists()
