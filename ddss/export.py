@@ -149,14 +149,14 @@ def timesteps_record(sampler: LoadedSampler | EvolvedSampler) -> dict:
         dropped = "the skipped blocks" + (" and the GGDM coefficients" if sampler.ggdm_params is not None else "")
         skip = [list(s) for s in sampler.skip]
     rounded = [int(round(v)) for v in exact]
-    if any(a <= b for a, b in zip(rounded, rounded[1:])):
-        raise ValueError(f"The timesteps {exact} do not stay distinct when rounded to integers ({rounded}); "
-                         "a timestep list for other tools needs distinct integer times.")
-    record = {"kind": TIMESTEPS_KIND, "format_version": FORMAT_VERSION, "timesteps": rounded,
+    distinct = all(a > b for a, b in zip(rounded, rounded[1:]))
+    record = {"kind": TIMESTEPS_KIND, "format_version": FORMAT_VERSION, "timesteps": rounded if distinct else None,
               "exact_timesteps": exact, "num_train_timesteps": int(T), "num_steps": len(rounded),
               "sampler": method,
               "note": (f"Integer timesteps, noisiest first, for a scheduler's set_timesteps(timesteps=...). "
-                       f"Only the times carry over: {dropped} need ddss.load_sampler.")}
+                       f"Only the times carry over: {dropped} need ddss.load_sampler." if distinct else
+                       f"These times do not stay distinct when rounded to integers ({rounded}), so there is no "
+                       "integer list for other tools; exact_timesteps holds the real-valued times.")}
     if skip is not None:
         record["skip"] = skip
     return record
@@ -165,11 +165,13 @@ def timesteps_record(sampler: LoadedSampler | EvolvedSampler) -> dict:
 def save_timesteps_json(path: str, sampler: LoadedSampler | EvolvedSampler) -> dict:
     """Writes `sampler`'s timesteps as plain JSON and returns the record:
 
-      {"timesteps": [int, ...] (noisiest first), "exact_timesteps": [float, ...], "num_train_timesteps": T,
-       "num_steps": K, "sampler": ..., "skip": [[block, ...] per step] (searched samplers), "note": ...}
+      {"timesteps": [int, ...] (noisiest first; null when rounding would merge two times),
+       "exact_timesteps": [float, ...], "num_train_timesteps": T, "num_steps": K, "sampler": ...,
+       "skip": [[block, ...] per step] (searched samplers), "note": ...}
 
     For diffusers: `scheduler.set_timesteps(timesteps=record["timesteps"])` on a scheduler that takes a
-    custom list (e.g. `DPMSolverMultistepScheduler`, `UniPCMultistepScheduler`, `DDPMScheduler`)."""
+    custom list (in diffusers 0.42, `DPMSolverMultistepScheduler` and `DDPMScheduler`; `DDIMScheduler`
+    and `UniPCMultistepScheduler` do not)."""
     record = timesteps_record(sampler)
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:

@@ -100,3 +100,14 @@ def test_a_wheel_carries_the_configs_and_every_shipped_file(tmp_path):
                for p in glob.glob(str(src / pattern), recursive=True)]
     assert len(shipped) > 25
     assert sorted(set(shipped) - names) == []
+
+
+def test_times_that_merge_when_rounded_still_export(tmp_path):
+    """A learned sampler whose times round to the same integer is saved; its JSON twin says there is
+    no integer list instead of failing the export."""
+    schedule = schedules.linear_beta()
+    params = ddss.samplers.ggdm.init(schedule, np.asarray([2.4, 1.6]), family="ggdm", base="ddim")
+    ddss.save_sampler(str(tmp_path / "s.safetensors"), params, clip_denoised=False)
+    twin = json.loads((tmp_path / "s.timesteps.json").read_text())
+    assert twin["timesteps"] is None and twin["exact_timesteps"] == pytest.approx([2.4, 1.6])
+    assert ddss.load_sampler(str(tmp_path / "s.safetensors")).num_steps == 2
