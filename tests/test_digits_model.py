@@ -58,9 +58,9 @@ def test_features_are_64_dimensional_and_separate_classes():
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(params_io.WeightFileError, match="not found.*digits_train.py"):
+    with pytest.raises(params_io.WeightFileError, match="not found.*--config=digits_train "):
         digits.load(str(tmp_path / "nope.safetensors"))
-    with pytest.raises(params_io.WeightFileError, match="not found.*digits_classifier.py"):
+    with pytest.raises(params_io.WeightFileError, match="not found.*--config=digits_classifier "):
         digits.load_classifier(str(tmp_path / "nope.safetensors"))
 
 

@@ -174,7 +174,7 @@ def test_loaders_refuse_each_others_files(tmp_path):
         digits.load_eval_network(digits.CLASSIFIER_FILE)
     with pytest.raises(params_io.WeightFileError, match="not a digits classifier"):
         digits.load_classifier(digits.EVAL_FILE)
-    with pytest.raises(params_io.WeightFileError, match="not found.*digits_eval_features.py"):
+    with pytest.raises(params_io.WeightFileError, match="not found.*--config=digits_eval_features "):
         digits.load_eval_network(str(tmp_path / "nope.safetensors"))
     config, params, meta = digits.load_eval_network_with_metadata()
     params = jax.tree.map(np.array, params)

@@ -17,7 +17,8 @@ samples. Clipping of x̂_0 is on, as in the DDPM reference sampler.
 FID, precision and recall. Left empty, the evaluation space is the train space, and results.json and
 the printed table say that the scores are not independent of the objectives. For a learned or
 searched sampler, pick a different network there (its statistics from ddss/configs/ref_stats_folder.py or
-ref_stats_cifar10.py with the same `features` block).
+ref_stats_cifar10.py with the same `features` block). Inception weights other than pytorch-fid's
+file are refused unless asked for: `--config.features.weights=PATH --config.features.check_hash=False`.
 """
 import ml_collections
 
@@ -35,9 +36,10 @@ def get_config():
     config.batch_size = 250
     config.clip_denoised = True
     config.features = ml_collections.ConfigDict({"name": "inception", "weights": "", "output": "pool",
-                                                 "batch_size": 50})
+                                                 "check_hash": True, "batch_size": 50})
     config.reference_stats = ""  # required for scoring: stats.npz from ddss/configs/ref_stats_cifar10.py
-    config.eval_features = ml_collections.ConfigDict({"name": "", "weights": "", "output": "pool", "batch_size": 50})
+    config.eval_features = ml_collections.ConfigDict({"name": "", "weights": "", "output": "pool", "check_hash": True,
+                                                      "batch_size": 50})
     config.eval_reference_stats = ""  # the data's statistics in the eval_features space
     config.eval_seed = 0  # the held-out noise bank
     config.ceiling_cache = "~/.cache/ddss/ceilings"  # the many-step ceiling, computed once per model and bank

@@ -6,6 +6,8 @@ Needs the TFDS dataset prepared (`tfds build cifar10`, or `--config.download=Tru
 machine is online) and pytorch-fid's Inception weights (see `ddss.metrics.inception`). Writes
 stats.npz (mu, sigma: the format pytorch-fid reads) for `ddss/configs/cifar10_ddpm.py
 --config.reference_stats=.../stats.npz`. Resumes after a kill from the last `checkpoint_every`.
+Other Inception weights of the same architecture: `--config.features.weights=PATH
+--config.features.check_hash=False` (and the same two flags where the statistics are used).
 """
 import ml_collections
 
@@ -17,7 +19,7 @@ def get_config():
     config.data = ml_collections.ConfigDict({"name": "cifar10", "split": "train", "image_size": None,
                                              "data_dir": None})
     config.features = ml_collections.ConfigDict({"name": "inception", "weights": "", "output": "pool",
-                                                 "batch_size": 50})
+                                                 "check_hash": True, "batch_size": 50})
     config.batch_size = 50
     config.save_features = False  # True also writes features.npy (50000 × 2048 float32, 400 MB) for KID
     config.max_samples = 0  # 0 = the whole split

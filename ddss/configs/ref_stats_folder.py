@@ -17,7 +17,7 @@ def get_config():
     config.folder = ""  # required
     config.image_size = 0  # 0 = keep the native size (all images must share it)
     config.features = ml_collections.ConfigDict({"name": "inception", "weights": "", "output": "pool",
-                                                 "batch_size": 50})
+                                                 "check_hash": True, "batch_size": 50})
     config.batch_size = 50
     config.save_features = False
     config.max_samples = 0

@@ -41,7 +41,7 @@ from ddss import schedules
 from ddss.data import digits as digits_data
 from ddss.metrics import features as features_lib
 from ddss.metrics import fid, inception_score, kid, precision_recall, stats
-from ddss.models import convert, gmm, unet
+from ddss.models import convert, gmm, pretrained
 from ddss.models import digits as digits_model
 
 MODELS = ("gmm", "digits", "diffusers")
@@ -205,8 +205,13 @@ def gmm_target(gmm_cfg, schedule: schedules.Schedule, num_samples: int, key, sch
                   identity=hashlib.sha256(spec.encode()).hexdigest())
 
 
-def _unet_apply_skip(config: unet.UNetConfig):
-    return lambda p, x, t, mask, skip: unet.eps_fn(config, p, skip_mask=mask, skip=skip)(x, t)
+def _unet_apply(model: pretrained.DiffusionModel):
+    """(model_params, x, t) -> ε̂: the model's prediction converted to ε, its learned variance dropped."""
+    return lambda p, x, t: pretrained.eps_fn(model, p)(x, t)
+
+
+def _unet_apply_skip(model: pretrained.DiffusionModel):
+    return lambda p, x, t, mask, skip: pretrained.eps_fn(model, p, skip_mask=mask, skip=skip)(x, t)
 
 
 def _digits_space(extractor) -> tuple[Space, dict]:
@@ -226,9 +231,9 @@ def digits_target(checkpoint: str = "") -> Target:
     train = dataclasses.replace(train, reference_stats=digits_model.reference_stats("all"))  # the shipped file
     evaluation, eval_floor = _digits_space(features_lib.get("digits_eval"))
     test_images = digits_data.load("test")[0]
-    return Target("digits", lambda p, x, t: unet.eps_fn(model.config, p)(x, t), model.params, model.schedule,
+    return Target("digits", _unet_apply(model), model.params, model.schedule,
                   model.image_shape, train, evaluation, (test_images, {"train": train_floor, "eval": eval_floor}),
-                  apply_skip=_unet_apply_skip(model.config), num_blocks=model.num_blocks, identity=files_sha256(path))
+                  apply_skip=_unet_apply_skip(model), num_blocks=model.num_blocks, identity=files_sha256(path))
 
 
 def diffusers_target(checkpoint: str, features_cfg=None, reference_stats: str = "", eval_features_cfg=None,
@@ -236,12 +241,14 @@ def diffusers_target(checkpoint: str, features_cfg=None, reference_stats: str = 
     if not checkpoint:
         raise ValueError(f"config.checkpoint is empty. {_CIFAR10_HINT}")
     model = convert.load_diffusers(checkpoint)
-    apply = lambda p, x, t: unet.eps_fn(model.config, p)(x, t)
+    apply = _unet_apply(model)
     directory = convert.unet_directory(os.path.expanduser(checkpoint))
     weights = files_sha256(*(os.path.join(directory, name) for name in ("config.json", convert.WEIGHTS,
                                                                           convert.PICKLED_WEIGHTS)))
     spec = json.dumps(model.schedule_spec, sort_keys=True)  # the schedule's specification, not its float table
-    common = dict(apply_skip=_unet_apply_skip(model.config), num_blocks=model.num_blocks,
+    if model.prediction != "eps":  # what the network predicts changes every sample (ε-prediction keys unchanged)
+        spec += f":{model.prediction}"
+    common = dict(apply_skip=_unet_apply_skip(model), num_blocks=model.num_blocks,
                   identity=hashlib.sha256(f"{weights}:{spec}".encode()).hexdigest())
     if features_cfg is None or not features_cfg.get("name"):
         return Target(f"diffusers:{checkpoint}", apply, model.params, model.schedule, model.image_shape, None, None,

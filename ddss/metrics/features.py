@@ -7,6 +7,10 @@ them as arguments rather than baked-in constants. Three are built in:
   "inception"  pytorch-fid's FID Inception-v3 (`ddss.metrics.inception`): 2048-d pool features, or
                another output (`output="pool_768"`, ...); `logits` give the Inception Score.
                Weights: `weights=PATH` or the default search path (see `inception.load_params`).
+               A .pth file must be pytorch-fid's (its sha256 starts with 6726825d); to score
+               with other Inception-v3 weights of the same architecture on purpose, pass
+               `get("inception", weights=PATH, check_hash=False)` (config:
+               `--config.features.check_hash=False`).
   "digits"     the embedded digits classifier (64-d penultimate features; its logits give a
                digits Inception Score). Images [N, 8, 8, 1]. The learned samplers' loss uses it.
   "digits_eval" the embedded digits *evaluation* network (`ddss.models.eval_net`: an MLP of another
@@ -17,8 +21,9 @@ Every extractor carries `weights_sha256`, the sha256 of its weight file's bytes 
 passed in directly, of the parameter arrays: `params_sha256`), and `identity()` ->
 {"name", "sha256"}: a stable identity to record next to scores, never derived from computed floats.
 
-Config (`config.features`): `name`, `weights` ("" = default), `output` (inception only),
-`batch_size` (host-side extraction).
+Config (`config.features`, `config.eval_features`): `name`, `weights` ("" = default), `output`
+(inception only), `check_hash` (inception only, default True: False accepts a .pth other than
+pytorch-fid's file), `batch_size` (host-side extraction).
 """
 from __future__ import annotations
 
@@ -119,13 +124,14 @@ def params_sha256(params) -> str:
 
 
 def inception_extractor(weights: str | None = None, *, output: str = "pool", params=None,
-                        batch_size: int = 50) -> FeatureExtractor:
-    """The FID Inception; `params` overrides the weight file (random-weight tests)."""
+                        batch_size: int = 50, check_hash: bool = True) -> FeatureExtractor:
+    """The FID Inception; `params` overrides the weight file (random-weight tests). `check_hash=False`
+    accepts a .pth whose sha256 is not pytorch-fid's (other weights of the same architecture)."""
     if output not in inception.OUTPUTS or output.startswith("logits"):
         raise ValueError(f"Inception feature output {output!r} is not one of pool, pool_64, pool_192, pool_768.")
     if params is None:
         path = weights or next((p for p in inception.default_paths() if os.path.isfile(p)), None)
-        params = inception.load_params(path)  # with no file found, its error lists where it looked
+        params = inception.load_params(path, check_hash=check_hash)  # with no file found, it lists where it looked
         sha256 = file_sha256(os.path.expanduser(path))
     else:
         sha256 = params_sha256(params)
@@ -162,6 +168,8 @@ def digits_eval_extractor(weights: str | None = None, *, batch_size: int = 1000)
 
 
 def get(name: str, weights: str | None = None, **kwargs) -> FeatureExtractor:
+    """The extractor `name` with `weights` (None: its default file); `kwargs` go to its constructor:
+    `output`, `params`, `batch_size`, `check_hash` for "inception", `batch_size` for the digits networks."""
     if name == "inception":
         return inception_extractor(weights, **kwargs)
     if name == "digits":
@@ -172,10 +180,13 @@ def get(name: str, weights: str | None = None, **kwargs) -> FeatureExtractor:
 
 
 def from_config(cfg) -> FeatureExtractor:
-    """`config.features` -> extractor: fields name, weights ("" = default), output (inception), batch_size."""
+    """`config.features` -> extractor: fields name, weights ("" = default), output and check_hash
+    (inception), batch_size."""
     kwargs = {}
     if cfg.get("batch_size"):
         kwargs["batch_size"] = int(cfg.batch_size)
     if cfg.name == "inception" and cfg.get("output"):
         kwargs["output"] = cfg.output
+    if cfg.name == "inception" and cfg.get("check_hash") is not None:
+        kwargs["check_hash"] = bool(cfg.check_hash)
     return get(cfg.name, cfg.get("weights") or None, **kwargs)

@@ -25,6 +25,13 @@ Weights: the file users already have from pytorch-fid, `pt_inception-2015-12-05-
 checks its sha256 prefix, reads it with `torch.load(weights_only=True)` (no pickle execution), and
 `python -m ddss.metrics.inception convert PTH OUT.safetensors` writes a torch-free copy that loads
 with numpy only.
+
+Other Inception-v3 weights of this architecture (a retrained or fine-tuned .pth) are refused by the
+hash check unless asked for: `ddss.metrics.features.get("inception", weights=PATH, check_hash=False)`
+(`load_params(PATH, check_hash=False)` here), `--config.features.check_hash=False` (or
+`--config.eval_features.check_hash=False`) in the experiment configs, and `--no-check-hash` for
+`convert`. Scores in such a space are not FID as published; the extractor's `weights_sha256` records
+which file it was.
 """
 from __future__ import annotations
 
@@ -343,8 +350,9 @@ def read_pth(path: str, *, check_hash: bool = True) -> dict:
         if not digest.startswith(SHA256_PREFIX):
             raise params_io.WeightFileError(
                 f"{path} has sha256 {digest[:16]}…, not pytorch-fid's {SHA256_PREFIX}…: the file is truncated, "
-                f"corrupt or a different network. Download it again ({FID_WEIGHTS_URL}). To load other Inception "
-                "weights of this architecture on purpose, pass check_hash=False.")
+                f"corrupt or a different network. Download it again ({FID_WEIGHTS_URL}). To use other Inception "
+                f"weights of this architecture on purpose, pass features.get('inception', weights={path!r}, "
+                "check_hash=False) or set --config.features.check_hash=False (eval_features likewise).")
     try:
         import torch
     except ImportError as e:

@@ -1,11 +1,12 @@
 """Import diffusers `UNet2DModel` checkpoints (e.g. google/ddpm-cifar10-32) into the Flax UNet.
 
   model = ddss.models.convert.load_diffusers("/path/to/ddpm-cifar10-32")   # DiffusionModel
-  python -m ddss.models.convert /path/to/ddpm-cifar10-32 cifar10_unet.safetensors
+  python -m ddss.models.convert /path/to/ddpm-cifar10-32 cifar10_unet.safetensors [PREDICTION_TYPE]
 
 The directory is what `huggingface-cli download google/ddpm-cifar10-32 --local-dir DIR` gives (or a
 pipeline directory with a `unet/` folder): `config.json`, `diffusion_pytorch_model.safetensors`
-and, optionally, `scheduler_config.json` for the noise schedule. Weights are read with numpy from
+and, optionally, the scheduler's `scheduler_config.json` (beside `config.json`, or in the pipeline's
+`scheduler/` folder) for the noise schedule and what the network predicts. Weights are read with numpy from
 the safetensors file; no torch at run time. A directory that only has the pickled
 `diffusion_pytorch_model.bin` is read with `torch.load(weights_only=True)` when torch is
 installed, and otherwise rejected with the command that converts it.
@@ -14,6 +15,14 @@ Parameter names map one to one (`down_blocks.0.resnets.1.conv1.weight` ->
 `down_blocks_0/resnets_1/conv1/kernel`); convolution kernels go from OIHW to HWIO and dense
 kernels are transposed. The attention names of old checkpoints (`query`, `key`, `value`,
 `proj_attn`) are accepted too.
+
+What the network predicts is the scheduler's `prediction_type`: "epsilon" (the default, as DDPM),
+"v_prediction" or "sample" (x₀). `load_diffusers(DIR, prediction_type=...)` gives it where the
+directory has no scheduler config, or overrides it. The returned model records it
+(`model.prediction`: "eps", "v" or "x0"; `model.metadata["prediction_type"]`: diffusers' name) and
+its `eps_fn` returns ε whatever it is. A network with `out_channels` = 2 × `in_channels` (diffusers'
+`variance_type` "learned" or "learned_range") loads with a warning: `model.learned_variance` is
+True, `eps_fn` uses the first C channels and `model.variance_fn` returns the last C.
 """
 from __future__ import annotations
 
@@ -41,6 +50,7 @@ _UNSUPPORTED = {  # config field -> the only value this UNet implements
     "upsample_type": "conv",
     "mid_block_type": "UNetMidBlock2D",
 }
+PREDICTION_TYPES = {"epsilon": "eps", "v_prediction": "v", "sample": "x0"}  # diffusers' name -> ddss's
 
 
 def unet_directory(path: str) -> str:
@@ -142,17 +152,20 @@ def read_state_dict(directory: str) -> tuple[dict[str, np.ndarray], str]:
     raise params_io.WeightFileError(f"No {WEIGHTS} (or {PICKLED_WEIGHTS}) in {directory}. {_WHERE}")
 
 
-def schedule_spec_from_diffusers(path: str) -> dict:
-    """The noise schedule from scheduler_config.json (DDPM's linear β, T=1000, when there is none)."""
+def scheduler_config(path: str) -> tuple[dict, str]:
+    """The scheduler config next to the checkpoint and its path: DIR/scheduler_config.json (a UNet
+    repository), DIR/scheduler/scheduler_config.json (a pipeline) or, for DIR = PIPELINE/unet,
+    PIPELINE/scheduler/scheduler_config.json. ({}, "") when there is none."""
     for candidate in (os.path.join(path, "scheduler_config.json"), os.path.join(path, "scheduler", "scheduler_config.json"),
                       os.path.join(os.path.dirname(os.path.normpath(path)), "scheduler", "scheduler_config.json")):
         if os.path.isfile(candidate):
             with open(candidate) as f:
-                sc = json.load(f)
-            break
-    else:
-        logging.warning("No scheduler_config.json next to %s; assuming DDPM's linear-β schedule with T=1000.", path)
-        sc = {}
+                return json.load(f), candidate
+    return {}, ""
+
+
+def schedule_spec_from_scheduler(sc: dict) -> dict:
+    """The noise schedule of a diffusers scheduler config (DDPM's linear β, T=1000, for an empty one)."""
     if sc.get("trained_betas") is not None:
         raise ValueError("Schedules given as `trained_betas` are not supported; use a linear or cosine schedule.")
     kind = sc.get("beta_schedule", "linear")
@@ -165,23 +178,60 @@ def schedule_spec_from_diffusers(path: str) -> dict:
     raise ValueError(f"beta_schedule {kind!r} is not supported; use 'linear' or 'squaredcos_cap_v2'.")
 
 
-def load_diffusers(path: str) -> pretrained.DiffusionModel:
-    """A diffusers UNet2DModel checkpoint directory -> DiffusionModel (ε-prediction assumed, as DDPM)."""
+def schedule_spec_from_diffusers(path: str) -> dict:
+    """The noise schedule from scheduler_config.json (DDPM's linear β, T=1000, when there is none)."""
+    sc, found = scheduler_config(path)
+    if not found:
+        logging.warning("No scheduler_config.json next to %s; assuming DDPM's linear-β schedule with T=1000.", path)
+    return schedule_spec_from_scheduler(sc)
+
+
+def prediction_from_diffusers(prediction_type: str, *, source: str) -> str:
+    """diffusers' prediction_type -> ddss's prediction name ("eps", "v", "x0"); one error for anything else."""
+    if prediction_type not in PREDICTION_TYPES:
+        raise ValueError(f"prediction_type {prediction_type!r} ({source}) is not supported; use one of "
+                         f"{tuple(PREDICTION_TYPES)} (fix the scheduler config, or pass load_diffusers(DIR, "
+                         f"prediction_type=...)).")
+    return PREDICTION_TYPES[prediction_type]
+
+
+def load_diffusers(path: str, *, prediction_type: str | None = None) -> pretrained.DiffusionModel:
+    """A diffusers UNet2DModel checkpoint directory -> DiffusionModel whose `eps_fn` returns ε.
+
+    `prediction_type` ("epsilon", "v_prediction" or "sample") overrides the scheduler config's; with
+    neither, the network is taken to predict ε (as DDPM)."""
     directory = unet_directory(path)
     with open(os.path.join(directory, "config.json")) as f:
         config = config_from_diffusers(json.load(f))
+    pretrained.check_output_channels(config, source=os.path.join(directory, "config.json"))
+    sc, found = scheduler_config(path)
+    spec = schedule_spec_from_scheduler(sc)
+    if prediction_type is not None:
+        if sc.get("prediction_type") not in (None, prediction_type):
+            logging.warning("prediction_type=%r overrides %r from %s.", prediction_type, sc["prediction_type"], found)
+        kind, origin = prediction_type, "the prediction_type argument"
+    else:
+        kind, origin = sc.get("prediction_type") or "epsilon", f"from {found}" if found else "the default"
+    prediction = prediction_from_diffusers(kind, source=origin)
+    if not found:
+        logging.warning("No scheduler_config.json next to %s; assuming DDPM's linear-β schedule with T=1000%s.", path,
+                        "" if prediction_type else " and ε-prediction (pass prediction_type= to say otherwise)")
     state, source = read_state_dict(directory)
     params = params_from_diffusers(state, config, source=source)
     params_io.check_finite(params, source=source)
-    spec = schedule_spec_from_diffusers(path)
-    return pretrained.DiffusionModel(config, params, pretrained.schedule_from_spec(spec), spec, {"source": source})
+    metadata = {"source": source, "prediction_type": kind}
+    if sc.get("variance_type") is not None:
+        metadata["variance_type"] = sc["variance_type"]
+    pretrained.warn_learned_variance(config, directory)
+    return pretrained.DiffusionModel(config, params, pretrained.schedule_from_spec(spec), spec, metadata, prediction)
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) != 3:
-        raise SystemExit("usage: python -m ddss.models.convert DIFFUSERS_DIR OUT.safetensors")
-    model = load_diffusers(argv[1])
-    pretrained.save(argv[2], model.config, model.params, model.schedule_spec, source=model.metadata["source"])
+    if len(argv) not in (3, 4):
+        raise SystemExit("usage: python -m ddss.models.convert DIFFUSERS_DIR OUT.safetensors [PREDICTION_TYPE]")
+    model = load_diffusers(argv[1], prediction_type=argv[3] if len(argv) == 4 else None)
+    pretrained.save(argv[2], model.config, model.params, model.schedule_spec, prediction=model.prediction,
+                    source=model.metadata["source"])
     print(f"wrote {argv[2]}: L={model.num_blocks} blocks, {unet.count_params(model.params):,} parameters")
 
 
