@@ -28,7 +28,8 @@ Models (`model.eps_fn(x [B, H, W, C], t [B]) -> ε̂`, with skippable blocks):
 
     ddss.models.digits.load()       the embedded default: a DDPM UNet on the 8×8 digits (ships with ddss)
     ddss.models.digits.load_learned_sampler()   a K = 5 sampler learned for it (ships with ddss)
-    ddss.models.convert.load_diffusers(directory)   a diffusers `UNet2DModel` checkpoint
+    ddss.models.convert.load_diffusers(directory, prediction_type=None)   a diffusers `UNet2DModel`
+                                    checkpoint (ε, v or sample prediction; learned variance)
     ddss.models.gmm                 an analytic Gaussian mixture with its exact ε
     ddss.models.adapters            x₀- and v-prediction as ε-prediction
 
