@@ -34,7 +34,8 @@ setup(
     extras_require={
         # torch itself is installed separately and pinned (torch==2.13.0, CPU build).
         "test": ["pytest>=7", "pytest-xdist>=3.5", "hypothesis>=6", "diffusers==0.42.1"],
-        "notebooks": ["jupyter", "ipywidgets"],
+        # What tests/test_notebooks.py needs to execute colabs/*.ipynb headless.
+        "notebooks": ["nbclient>=0.7", "nbformat>=5.1", "ipykernel>=6"],
     },
     entry_points={"console_scripts": ["ddss=ddss.main:cli"]},
 )

@@ -13,7 +13,7 @@ are the best on a 1000-sample validation bank in the digits classifier's space (
 included). Every row is scored on 2000 held-out samples, quantised to uint8, in the digits
 evaluation network's space (FID, precision, recall), with the classifier's FID beside it. The
 1000-step ceiling is read from the copy that ships with the package. See
-ddss/experiments/ddss.py for the files it writes.
+ddss/experiments/learn.py (and docs/results.md) for the files it writes.
 """
 import ml_collections
 
