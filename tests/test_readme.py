@@ -62,3 +62,16 @@ def test_python_blocks_run(path, tmp_path, monkeypatch):
         else:
             continue
         pytest.fail(f"{name}, block at line {line} failed:\n{error}", pytrace=False)
+
+
+@pytest.mark.parametrize("path", FILES, ids=[str(p.relative_to(ROOT)) for p in FILES])
+def test_links_point_at_files_that_exist(path):
+    """Every relative Markdown link of README.md and docs/*.md names a file or folder of the repository."""
+    import re
+
+    text = path.read_text(encoding="utf-8")
+    links = [target.split("#")[0] for target in re.findall(r"\]\(([^)\s]+)\)", text)]
+    local = [t for t in links if t and not re.match(r"[a-z]+://", t)]
+    missing = [t for t in local if not (path.parent / t).exists()]
+    assert not missing, f"{path.name} links to missing files: {missing}"
+    assert "DESIGN.md" not in text and "../shared" not in text
