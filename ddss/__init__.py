@@ -23,6 +23,7 @@ Learned and searched samplers, as files (`sampler.sample(eps_fn, x_K, key)` insi
     ddss.save_evolved_sampler(path, timesteps, skip_mask, kind=..., schedule=..., clip_denoised=...)
     ddss.LoadedSampler, ddss.EvolvedSampler                   what `load_sampler` returns
     ddss.save_timesteps_json(path, sampler)                   its timesteps as plain JSON (diffusers' `timesteps=`)
+    ddss.timesteps_record(sampler)                            the same record as a dict
 
 Models (`model.eps_fn(x [B, H, W, C], t [B]) -> ε̂`, with skippable blocks):
 
@@ -44,7 +45,7 @@ import importlib
 
 from ddss import models, samplers, schedules
 from ddss.export import (EvolvedSampler, LoadedSampler, load_sampler, save_evolved_sampler, save_sampler,
-                         save_timesteps_json)
+                         save_timesteps_json, timesteps_record)
 
 __version__ = "0.1.0"
 
@@ -71,4 +72,5 @@ __all__ = [
     "save_sampler",
     "save_timesteps_json",
     "schedules",
+    "timesteps_record",
 ]

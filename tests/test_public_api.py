@@ -111,3 +111,16 @@ def test_times_that_merge_when_rounded_still_export(tmp_path):
     twin = json.loads((tmp_path / "s.timesteps.json").read_text())
     assert twin["timesteps"] is None and twin["exact_timesteps"] == pytest.approx([2.4, 1.6])
     assert ddss.load_sampler(str(tmp_path / "s.safetensors")).num_steps == 2
+
+
+def test_plots_leave_the_callers_matplotlib_backend_alone(tmp_path):
+    """Writing PNGs must not switch a notebook's backend (its inline figures would go blank)."""
+    script = ("import matplotlib; matplotlib.use('svg'); from ddss.experiments import plots; from ddss import schedules; "
+              f"plots.score_vs_k([{{'method': 'a', 'K': 3, 'fid': 2.0}}, {{'method': 'data', 'K': 0, 'fid': 1.0}}], "
+              f"{str(tmp_path / 'a.png')!r}); "
+              f"plots.timesteps([{{'method': 'a', 'K': 3, 'fid': 2.0, 'timesteps': [900, 500, 100]}}], "
+              f"schedules.linear_beta(), ['ddim-linear'], {str(tmp_path / 'b.png')!r}); "
+              "print(matplotlib.get_backend())")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "svg"
+    assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "b.png").stat().st_size > 1000

@@ -279,6 +279,7 @@ def format_table(rows, target: targets.Target | None = None) -> str:
             lines.append("NOTE: the evaluation space is the train space: these scores are not independent of the "
                          "objectives." if target.name != "gmm" else
                          "The mixture has no feature network: both spaces are the data, against the exact moments.")
+        lines.append("")  # a blank line, so Markdown renders the table as a table
     lines += ["| method | K | " + " | ".join(c for _, c, _ in columns) + " |", "|---|---|" + "---|" * len(columns)]
     lines += [f"| {r['method']} | {r['K']} | " + " | ".join(num(r.get(c), f) for c, _, f in columns) + " |"
               for r in rows]

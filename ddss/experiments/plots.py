@@ -1,10 +1,27 @@
-"""Pictures: sample grids and score-against-K plots (written as PNG files)."""
+"""Pictures: sample grids and score-against-K plots (written as PNG files).
+
+Figures are drawn on `matplotlib.figure.Figure` objects with their own canvas, never through pyplot's
+global state: writing a PNG here leaves the caller's backend (a notebook's inline figures) alone."""
 from __future__ import annotations
 
 import math
 
 import numpy as np
 from PIL import Image
+
+
+def _new_figure(**kwargs):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _figure(**kwargs):
+    fig = _new_figure(**kwargs)
+    return fig, fig.subplots()
 
 
 def sample_grid(images, path: str, *, scale: int = 4) -> None:
@@ -26,12 +43,7 @@ def sample_grid(images, path: str, *, scale: int = 4) -> None:
 
 def score_vs_k(rows, path: str, *, ylabel: str = "FID") -> None:
     """One line per method (score against K, log scale), horizontal lines for K-free rows."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = _figure(figsize=(6, 4))
     flat = {r["method"] for r in rows if r["K"] == 0 or r["method"].startswith("ddpm-") and r["method"][5:].isdigit()}
     methods = sorted({r["method"] for r in rows} - flat)
     for method in methods:
@@ -48,16 +60,10 @@ def score_vs_k(rows, path: str, *, ylabel: str = "FID") -> None:
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def timesteps(rows, schedule, methods, path: str) -> None:
     """The learned times of each row that has them, against the baseline strides, one panel per K."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from ddss import schedules as sched_lib
 
     learned = [r for r in rows if r.get("timesteps")]
@@ -65,7 +71,8 @@ def timesteps(rows, schedule, methods, path: str) -> None:
     if not ks:
         return
     strides = sorted({m.rpartition("-")[2] for m in methods} & set(sched_lib.STRIDES))
-    fig, axes = plt.subplots(1, len(ks), figsize=(4 * len(ks), 3.5), squeeze=False)
+    fig = _new_figure(figsize=(4 * len(ks), 3.5))
+    axes = fig.subplots(1, len(ks), squeeze=False)
     for ax, k in zip(axes[0], ks):
         steps = np.arange(k, 0, -1)
         for stride in strides:
@@ -80,17 +87,11 @@ def timesteps(rows, schedule, methods, path: str) -> None:
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def search_progress(costs: dict, path: str) -> None:
     """Best fitness (search FID) after each generation, one line per search."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = _figure(figsize=(5, 3.5))
     for method, cost in costs.items():
         best = cost["best_fitness_by_generation"]
         ax.plot(np.arange(len(best)), best, marker="o", label=method)
@@ -102,4 +103,3 @@ def search_progress(costs: dict, path: str) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
