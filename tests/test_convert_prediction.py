@@ -6,7 +6,6 @@ A tiny random diffusers `UNet2DModel` is saved with a `DDIMScheduler` config of 
 output, so the conversion to ε is checked against code we did not write.
 """
 import json
-import os
 
 import jax
 import jax.numpy as jnp
