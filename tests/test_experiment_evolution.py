@@ -107,7 +107,7 @@ def test_a_killed_search_resumes_to_the_same_result(whole_run, tmp_path, monkeyp
     # The whole memo matches, genome for genome, in evaluation order.
     load = lambda d: evo_exp.evolution.SearchState.from_arrays(_latest_arrays(d / "runs" / "evolution-timesteps_B3"))
     sa, sb = load(workdir), load(tmp_path)
-    assert [g.key for g in sa.genomes] == [g.key for g in sb.genomes] and sa.fitness == sb.fitness
+    assert [g.fingerprint for g in sa.genomes] == [g.fingerprint for g in sb.genomes] and sa.fitness == sb.fitness
 
 
 def _latest_arrays(rundir):
