@@ -49,6 +49,8 @@ def test_ceiling_is_computed_once_and_then_read_from_the_cache(tmp_path):
     assert second[0]["fid"] == first[0]["fid"] and second[0]["wall_time_s"] == first[0]["wall_time_s"]
     config.eval_seed = 1  # another noise bank: not the cached one
     assert "cached" not in experiments.run(config, str(tmp_path / "c"))["rows"][0]
+    config.reference_steps = 0  # no ceiling row at all (a small trial run)
+    assert [r["method"] for r in experiments.run(config, str(tmp_path / "d"))["rows"]] == ["data"]
 
 
 def test_cli_with_override(tmp_path):

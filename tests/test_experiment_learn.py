@@ -149,6 +149,14 @@ def test_a_non_finite_step_is_refused(tmp_path):
         new, metrics = jax.jit(differentiable.make_step(loss, optimizer, (4, 2), 5, 3))(state, {}, jnp.zeros((5, 2)))
         assert int(new.step) == 1 and float(metrics["nonfinite"]) == (0.0 if finite else 1.0)
         assert np.array_equal(np.asarray(new.learned["w"]), learned["w"]) != finite
+    # A loss without KID takes no real data: the step passes it None, and the update is the same.
+    seen = []
+    no_real = lambda l, mp, x, key, real, target=None: (seen.append(real) or jnp.sum(l["w"] * x.mean()), {})
+    optimizer = optax.adam(0.1)
+    state = differentiable.init_state(learned, optimizer, jax.random.key(0))
+    a = jax.jit(differentiable.make_step(no_real, optimizer, (4, 2)))(state, {}, None)[0]
+    b = jax.jit(differentiable.make_step(loss, optimizer, (4, 2), 5, 3))(state, {}, jnp.zeros((5, 2)))[0]
+    assert seen == [None] and np.array_equal(np.asarray(a.learned["w"]), np.asarray(b.learned["w"]))
 
 
 def test_nan_guard_stops_and_names_the_last_good_checkpoint(tmp_path, monkeypatch):

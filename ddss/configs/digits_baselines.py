@@ -23,7 +23,7 @@ def get_config():
     config.methods = tuple(f"{family}-{grid}" for family in ("ddim", "dpm-solver++(2m)", "dpm-solver++(3m)",
                                                              "unipc(bh2,2)", "unipc(bh2,3)", "ipndm")
                            for grid in ("linear", "quadratic", "logsnr", "edm")) + ("ddpm-quadratic",)
-    config.reference_steps = 1000
+    config.reference_steps = 1000  # the ceiling row: the model's own 1000-step DDPM (0: no ceiling row)
     config.num_samples = 2000
     config.batch_size = 1000
     config.clip_denoised = False

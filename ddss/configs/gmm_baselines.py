@@ -28,7 +28,7 @@ def get_config():
         "dpm-solver++(2m)-logsnr",
         "dpm-solver++(3m)-logsnr",
     )
-    config.reference_steps = 1000  # the model's own sampler, ddpm on every step: the ceiling row
+    config.reference_steps = 1000  # the model's own sampler, ddpm on every step: the ceiling row (0: none)
     config.num_samples = 2000
     config.batch_size = 1000
     config.clip_denoised = False

@@ -161,10 +161,13 @@ def score_row(target: targets.Target, cfg, method: str, k: int, samples: np.ndar
 
 
 def baseline_rows(cfg, target: targets.Target, noise_bank, key_sampler, workdir: str) -> list[dict]:
-    """Scores every (method, K) and the many-step ceiling on the held-out bank; saves samples and grids."""
+    """Scores every (method, K) and the many-step ceiling (unless `reference_steps` is 0) on the held-out
+    bank; saves samples and grids."""
     schedule = target.schedule
-    ceiling = f"ddpm-{cfg.reference_steps}"  # the model's own many-step sampler
-    jobs = [(m, k) for m in cfg.methods for k in cfg.num_steps] + [(ceiling, cfg.reference_steps)]
+    ceiling = f"ddpm-{cfg.reference_steps}"  # the model's own many-step sampler; reference_steps = 0: none
+    jobs = [(m, k) for m in cfg.methods for k in cfg.num_steps]
+    if cfg.reference_steps > 0:
+        jobs.append((ceiling, cfg.reference_steps))
     for _, k in jobs:
         schedules.timesteps(schedule, "linear", k)  # K out of range fails before any sampling
     # One jitted sampler per module: strides and orders of the same module and K share one compilation.

@@ -171,9 +171,10 @@ class Trainer:
         self.pairs = pairs if self.loss_cfg.uses_teacher and self.loss_cfg.teacher_pairs else None
         t = cfg.train
         self.optimizer = differentiable.make_optimizer(t.learning_rate, t.grad_clip, self.steps, t.warmup_steps)
-        self.reals = jnp.asarray(reals if reals is not None else np.zeros((2, 1), np.float32))
+        self.reals = None if reals is None else jnp.asarray(reals)  # None: a loss without KID
         self.step = jax.jit(differentiable.make_step(loss, self.optimizer, (t.batch_size,) + tuple(target.image_shape),
-                                               len(self.reals), t.batch_size), donate_argnums=0)
+                                                     0 if reals is None else len(self.reals), t.batch_size),
+                            donate_argnums=0)
         # (learned, model params), x_K, key -> (x_0, info): the baselines' sampling signature.
         self.sample = jax.jit(lambda p, x, key_: sample(p[0], p[1], x, key_, return_info=True))
         k_run, k_val, self.k_val_sampler = jax.random.split(key, 3)

@@ -123,11 +123,12 @@ def init_state(learned: dict, optimizer, key: jax.Array) -> DDSSState:
                      key=jax.random.key_data(key))
 
 
-def make_step(loss: Callable, optimizer, noise_shape: tuple[int, ...], num_real: int, real_batch: int):
+def make_step(loss: Callable, optimizer, noise_shape: tuple[int, ...], num_real: int = 0, real_batch: int = 0):
     """step(state, model_params, real_features, pairs=None) -> (state, metrics): fresh noise and a fresh
     real batch each step, both functions of (state.key, state.step), so a resumed run repeats them
     exactly. With `pairs = (noise [N, ...], teacher solutions [N, ...])` the step's noise and teacher
-    targets are a random batch of those pairs instead."""
+    targets are a random batch of those pairs instead. A loss without KID needs no real data:
+    pass `real_features=None` (and leave `num_real`, `real_batch` at 0)."""
 
     def step(state: DDSSState, model_params, real_features, pairs=None):
         key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
@@ -139,7 +140,8 @@ def make_step(loss: Callable, optimizer, noise_shape: tuple[int, ...], num_real:
             n = pairs[0].shape[0]
             idx = jax.random.choice(k_noise, n, (noise_shape[0],), replace=n < noise_shape[0])
             x_K, target = pairs[0][idx], pairs[1][idx]
-        real = real_features[jax.random.choice(k_real, num_real, (real_batch,), replace=num_real < real_batch)]
+        real = None if real_features is None else real_features[
+            jax.random.choice(k_real, num_real, (real_batch,), replace=num_real < real_batch)]
         (value, terms), grads = jax.value_and_grad(loss, has_aux=True)(state.learned, model_params, x_K, k_sampler,
                                                                         real, target)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.learned)
