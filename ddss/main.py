@@ -235,8 +235,9 @@ def cli(argv: list[str] | None = None):
     flags_value = xla_flags(os.environ)  # before JAX creates its backend, which reads XLA_FLAGS once
     if flags_value is not None:
         os.environ["XLA_FLAGS"] = flags_value
-    from absl import flags
+    from absl import app, flags
 
+    app.define_help_flags()  # --helpfull / --helpshort: absl's own listing of every flag
     flags_ = _define_flags()
     try:
         argv = flags.FLAGS(argv)

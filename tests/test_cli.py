@@ -27,6 +27,8 @@ def test_help_lists_every_experiment_and_shipped_config(tmp_path):
     script = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ddss"), "--help"], cwd=tmp_path,
                             capture_output=True, text=True)
     assert script.returncode == 0 and script.stdout == out.stdout
+    full = _run(["--helpfull"], cwd=tmp_path)  # absl's listing of every flag
+    assert "--workdir" in full.stdout and "show_config" in full.stdout and "--config" in full.stdout
 
 
 def test_config_by_name_or_path():
