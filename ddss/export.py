@@ -102,7 +102,7 @@ class EvolvedSampler:
         kwargs.setdefault("clip_denoised", self.clip_denoised)
         eps = skipping.static_eps(eps_fn, self.timesteps, self.skip)
         return skipping.sample_at(self.kind, self.schedule, self.timesteps, eps, x_K, key,
-                                   template=self.ggdm_params, **kwargs)
+                                  template=self.ggdm_params, **kwargs)
 
 
 def save_evolved_sampler(path: str, timesteps, skip_mask, *, kind: str, schedule: schedules.Schedule,
@@ -124,9 +124,8 @@ def save_evolved_sampler(path: str, timesteps, skip_mask, *, kind: str, schedule
         tensors["ggdm"] = {k: np.asarray(v, np.float32) for k, v in ggdm_params.learned.items()}
         meta.update(family=ggdm_params.family, base=ggdm_params.base, eta=ggdm_params.eta)
     params_io.save(path, tensors, meta)
-    skip = tuple(tuple(int(i) for i in np.flatnonzero(row)) for row in mask)
     save_timesteps_json(timesteps_json_path(path), EvolvedSampler(
-        kind=kind, timesteps=t, skip=skip, num_blocks=int(mask.shape[1]), schedule=schedule,
+        kind=kind, timesteps=t, skip=skipping.skip_lists(mask), num_blocks=int(mask.shape[1]), schedule=schedule,
         clip_denoised=clip_denoised, ggdm_params=ggdm_params, metadata=meta))
 
 
@@ -202,7 +201,7 @@ def _load_evolved(path: str, tensors: dict, meta: dict, num_blocks: int | None) 
     elif meta["sampler"] == "ggdm":
         template = ggdm.init(schedule, t.astype(np.float64), family="ggdm", base="dpm_solver++")
     skipping.check_sampler(meta["sampler"], template)
-    return EvolvedSampler(kind=meta["sampler"], timesteps=t, skip=tuple(tuple(int(i) for i in np.flatnonzero(row)) for row in mask),
+    return EvolvedSampler(kind=meta["sampler"], timesteps=t, skip=skipping.skip_lists(mask),
                           num_blocks=int(meta["num_blocks"]), schedule=schedule,
                           clip_denoised=bool(meta["clip_denoised"]), ggdm_params=template, metadata=meta)
 

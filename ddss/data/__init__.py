@@ -21,11 +21,10 @@ from ddss.data.digits import batches as digits_batches
 from ddss.data.digits import load as load_digits
 
 # TFDS (and through it TensorFlow's file systems) loads only when one of its names is first used.
-_TFDS_NAMES = {"DataConfig": "DataConfig", "DatasetNotPreparedError": "DatasetNotPreparedError",
-               "batches_from_config": "batches_from_config", "batches_from_source": "batches_from_source",
-               "center_crop_resize": "center_crop_resize", "from_config": "from_config",
-               "open_source": "open_source", "supported_datasets": "supported_datasets",
-               "to_model_range": "to_model_range", "tfds_batches": "batches"}
+_TFDS_NAMES = {name: name for name in ("DataConfig", "DatasetNotPreparedError", "batches_from_config",
+                                        "batches_from_source", "center_crop_resize", "from_config", "open_source",
+                                        "supported_datasets", "to_model_range")}
+_TFDS_NAMES["tfds_batches"] = "batches"
 
 
 def __getattr__(name):

@@ -47,8 +47,8 @@ from ddss.metrics import fid
 from ddss.samplers import ggdm, skipping
 from ddss.search import evolution
 
-EVOLUTION_KEYS = ("sampler", "ggdm_sampler", "fitness_samples", "chunk_size", "chunk_images", "seed_stride", "searches",
-         "search", "joint")
+EVOLUTION_KEYS = ("sampler", "ggdm_sampler", "fitness_samples", "chunk_size", "chunk_images", "seed_stride",
+                  "searches", "search", "joint")
 SEARCHES = ("timesteps", "joint")
 
 

@@ -165,8 +165,9 @@ class Trainer:
         teacher = None
         if self.loss_cfg.uses_teacher:
             teacher = differentiable.teacher_fn(target.schedule, target.apply, self.loss_cfg.teacher_steps,
-                                          clip_denoised=clip)
-        loss = differentiable.make_loss(functools.partial(sample, remat=cfg.train.remat), extractor, self.loss_cfg, teacher)
+                                                clip_denoised=clip)
+        loss = differentiable.make_loss(functools.partial(sample, remat=cfg.train.remat), extractor, self.loss_cfg,
+                                        teacher)
         # A fixed bank of (x_K, teacher solution) pairs, when the loss has a teacher and the config asks for one.
         self.pairs = pairs if self.loss_cfg.uses_teacher and self.loss_cfg.teacher_pairs else None
         t = cfg.train
@@ -313,7 +314,7 @@ def teacher_pairs(cfg: DDSSConfig, target: targets.Target, key) -> tuple | None:
         return None
     noise = jax.random.normal(key, (loss.teacher_pairs,) + tuple(target.image_shape))
     teacher = differentiable.teacher_fn(target.schedule, target.apply, loss.teacher_steps,
-                                  clip_denoised=cfg.base.clip_denoised)
+                                        clip_denoised=cfg.base.clip_denoised)
     return noise, differentiable.teacher_bank(teacher, target.params, noise, cfg.base.batch_size)
 
 

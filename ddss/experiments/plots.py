@@ -10,18 +10,14 @@ import numpy as np
 from PIL import Image
 
 
-def _new_figure(**kwargs):
+def _figure(**kwargs):
+    """A Figure on its own Agg canvas (no pyplot state, no backend switch)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(**kwargs)
     FigureCanvasAgg(fig)
     return fig
-
-
-def _figure(**kwargs):
-    fig = _new_figure(**kwargs)
-    return fig, fig.subplots()
 
 
 def sample_grid(images, path: str, *, scale: int = 4) -> None:
@@ -43,7 +39,8 @@ def sample_grid(images, path: str, *, scale: int = 4) -> None:
 
 def score_vs_k(rows, path: str, *, ylabel: str = "FID") -> None:
     """One line per method (score against K, log scale), horizontal lines for K-free rows."""
-    fig, ax = _figure(figsize=(6, 4))
+    fig = _figure(figsize=(6, 4))
+    ax = fig.subplots()
     flat = {r["method"] for r in rows if r["K"] == 0 or r["method"].startswith("ddpm-") and r["method"][5:].isdigit()}
     methods = sorted({r["method"] for r in rows} - flat)
     for method in methods:
@@ -71,7 +68,7 @@ def timesteps(rows, schedule, methods, path: str) -> None:
     if not ks:
         return
     strides = sorted({m.rpartition("-")[2] for m in methods} & set(sched_lib.STRIDES))
-    fig = _new_figure(figsize=(4 * len(ks), 3.5))
+    fig = _figure(figsize=(4 * len(ks), 3.5))
     axes = fig.subplots(1, len(ks), squeeze=False)
     for ax, k in zip(axes[0], ks):
         steps = np.arange(k, 0, -1)
@@ -91,7 +88,8 @@ def timesteps(rows, schedule, methods, path: str) -> None:
 
 def search_progress(costs: dict, path: str) -> None:
     """Best fitness (search FID) after each generation, one line per search."""
-    fig, ax = _figure(figsize=(5, 3.5))
+    fig = _figure(figsize=(5, 3.5))
+    ax = fig.subplots()
     for method, cost in costs.items():
         best = cost["best_fitness_by_generation"]
         ax.plot(np.arange(len(best)), best, marker="o", label=method)

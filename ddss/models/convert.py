@@ -178,14 +178,6 @@ def schedule_spec_from_scheduler(sc: dict) -> dict:
     raise ValueError(f"beta_schedule {kind!r} is not supported; use 'linear' or 'squaredcos_cap_v2'.")
 
 
-def schedule_spec_from_diffusers(path: str) -> dict:
-    """The noise schedule from scheduler_config.json (DDPM's linear β, T=1000, when there is none)."""
-    sc, found = scheduler_config(path)
-    if not found:
-        logging.warning("No scheduler_config.json next to %s; assuming DDPM's linear-β schedule with T=1000.", path)
-    return schedule_spec_from_scheduler(sc)
-
-
 def prediction_from_diffusers(prediction_type: str, *, source: str) -> str:
     """diffusers' prediction_type -> ddss's prediction name ("eps", "v", "x0"); one error for anything else."""
     if prediction_type not in PREDICTION_TYPES:

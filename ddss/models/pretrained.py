@@ -94,11 +94,15 @@ class DiffusionModel:
 
     def model_output(self, x, t, skip_mask=None, skip: Sequence[int] = ()):
         """The network's raw output, all `out_channels` of it, before any conversion to ε."""
-        return unet.eps_fn(self.config, self.params, skip_mask=skip_mask, skip=skip)(x, t)
+        return _raw(self, None, skip_mask, skip)(x, t)
 
 
 def learned_variance(config: unet.UNetConfig) -> bool:
     return config.out_channels == 2 * config.in_channels
+
+
+def _raw(model: DiffusionModel, params, skip_mask, skip):
+    return unet.eps_fn(model.config, model.params if params is None else params, skip_mask=skip_mask, skip=skip)
 
 
 def eps_fn(model: DiffusionModel, params=None, *, skip_mask=None, skip: Sequence[int] = ()):
@@ -106,8 +110,7 @@ def eps_fn(model: DiffusionModel, params=None, *, skip_mask=None, skip: Sequence
 
     The first C output channels of a learned-variance network, converted to ε from the model's
     `prediction` with its schedule."""
-    raw = unet.eps_fn(model.config, model.params if params is None else params, skip_mask=skip_mask, skip=skip)
-    c = model.config.in_channels
+    raw, c = _raw(model, params, skip_mask, skip), model.config.in_channels
     first = (lambda x, t: raw(x, t)[..., :c]) if model.learned_variance else raw
     return adapters.as_eps_fn(first, model.schedule, model.prediction)
 
@@ -118,8 +121,7 @@ def variance_fn(model: DiffusionModel, params=None, *, skip_mask=None, skip: Seq
     if not model.learned_variance:
         raise ValueError(f"This model has out_channels={model.config.out_channels} = in_channels: it learned no "
                          "variance. Only a network with 2×in_channels outputs has variance channels.")
-    raw = unet.eps_fn(model.config, model.params if params is None else params, skip_mask=skip_mask, skip=skip)
-    c = model.config.in_channels
+    raw, c = _raw(model, params, skip_mask, skip), model.config.in_channels
     return lambda x, t: raw(x, t)[..., c:]
 
 

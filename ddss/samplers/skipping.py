@@ -88,6 +88,11 @@ def static_eps(eps_fn, timesteps, skip_lists: Sequence[Sequence[int]]):
     return eps
 
 
+def skip_lists(skip_mask) -> tuple[tuple[int, ...], ...]:
+    """Per step, the indices of the blocks a bool mask [K, L] skips (the static form `static_eps` takes)."""
+    return tuple(tuple(int(i) for i in np.flatnonzero(row)) for row in np.asarray(skip_mask, bool))
+
+
 def check_timesteps(timesteps, skip_mask, num_timesteps: int) -> None:
     """Raises ValueError unless `timesteps` [K] are distinct integers in [0, T−1], noisiest first, and
     `skip_mask` is a bool [K, L] (row k: the blocks step k skips)."""

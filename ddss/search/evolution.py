@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ddss.metrics import fid as fid_lib
-from ddss.samplers import ggdm
+from ddss.samplers import ggdm, skipping
 from ddss.samplers.skipping import check_sampler, masked_eps, sample_at
 
 
@@ -56,7 +56,7 @@ class Genome:
 
     def skip_lists(self) -> tuple[tuple[int, ...], ...]:
         """Per step (sampler order), the indices of the skipped blocks."""
-        return tuple(tuple(int(i) for i in np.flatnonzero(row)) for row in self.skip)
+        return skipping.skip_lists(self.skip)
 
     def __repr__(self) -> str:
         return f"Genome(timesteps={self.timesteps.tolist()}, skipped={self.skip.sum(axis=1).tolist()})"
@@ -128,10 +128,10 @@ def check(genome: Genome, space: Space, max_skip_fraction: float = 1.0) -> None:
         raise ValueError(f"{genome}: K = {k} is outside [{space.min_steps}, {space.max_steps}].")
     if s.shape != (k, space.num_blocks) or s.dtype != bool:
         raise ValueError(f"{genome}: skip mask has shape {s.shape} ({s.dtype}); expected ({k}, {space.num_blocks}) bool.")
-    if t.min() < 0 or t.max() > space.num_timesteps - 1:
-        raise ValueError(f"{genome}: timesteps outside [0, {space.num_timesteps - 1}].")
-    if np.any(np.diff(t) >= 0):
-        raise ValueError(f"{genome}: timesteps are not distinct and strictly decreasing.")
+    try:
+        skipping.check_timesteps(t, s, space.num_timesteps)  # integers, in range, distinct, noisiest first
+    except ValueError as e:
+        raise ValueError(f"{genome}: {e}") from None
     lo, hi = space.skip_range(k, max_skip_fraction)
     skipped = int(s.sum())
     if skipped < lo:
