@@ -121,7 +121,7 @@ def test_a_changed_config_is_refused_not_mixed_in(whole_run):
     workdir, _ = whole_run
     config = gmm_evolution_test.get_config()
     config.search.mutation_prob = 0.5
-    with pytest.raises(ValueError, match="different configuration \\(config changed\\).*new --workdir"):
+    with pytest.raises(ValueError, match="different configuration \\(search.mutation_prob: 0.25 → 0.5\\).*new --workdir"):
         experiments.run(config, str(workdir))
 
 

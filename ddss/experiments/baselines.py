@@ -13,7 +13,8 @@ import dataclasses
 
 import ml_collections
 
-from ddss.experiments import evaluation, targets
+from ddss import fields
+from ddss.experiments import evaluation, targets, writers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,6 +22,12 @@ class GMMConfig:
     seed: int
     event_shape: tuple[int, ...]
     num_components: int
+
+    def __post_init__(self):
+        fields.check("gmm", self, seed=fields.INT_NONNEG, num_components=fields.INT_POS)
+        if not self.event_shape:
+            raise ValueError("config.gmm.event_shape must name at least one dimension, e.g. (2,), got ().")
+        fields.check_each("gmm", "event_shape", self.event_shape, fields.INT_POS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,22 +65,33 @@ class BaselinesConfig:
             raise ValueError("config.model='gmm' needs a config.gmm block (seed, event_shape, num_components).")
         gmm_cfg = c.get("gmm")
         c["gmm"] = GMMConfig(**{**gmm_cfg, "event_shape": tuple(gmm_cfg["event_shape"])}) if gmm_cfg else None
-        c["num_steps"] = tuple(int(k) for k in c["num_steps"])
+        c["num_steps"] = tuple(c["num_steps"])
+        fields.check_each("", "num_steps", c["num_steps"], fields.INT_POS, unique=True)
         c["methods"] = tuple(c["methods"])
+        fields.check_each("", "methods", c["methods"], fields.STR, unique=True)
         for field in ("features", "eval_features"):
             if c.get(field) is not None:
                 c[field] = ml_collections.ConfigDict(c[field])
         cfg = cls(**c)
         for method in cfg.methods:
             evaluation.parse_method(method)
+        fields.check("", cfg, seed=fields.INT_NONNEG, eval_seed=fields.INT_NONNEG, num_timesteps=fields.Rule(int, 2),
+                     reference_steps=fields.INT_NONNEG, num_samples=fields.Rule(int, 2), batch_size=fields.INT_POS,
+                     clip_denoised=fields.BOOL, checkpoint=fields.STR, schedule=fields.STR,
+                     reference_stats=fields.STR, eval_reference_stats=fields.STR, ceiling_cache=fields.STR)
         evaluation.check_seeds(cfg.seed, cfg.eval_seed)
-        if cfg.num_samples < 2 or cfg.batch_size < 1:
-            raise ValueError("num_samples must be ≥ 2 and batch_size ≥ 1.")
+        if cfg.model == "gmm":
+            evaluation.make_schedule(cfg.schedule, cfg.num_timesteps)  # an unknown schedule name fails here
+            too_many = [k for k in cfg.num_steps + (cfg.reference_steps,) if k > cfg.num_timesteps]
+            if too_many:
+                raise ValueError(f"K = {too_many[0]} exceeds the mixture's T = {cfg.num_timesteps} diffusion steps: "
+                                 f"use K ≤ {cfg.num_timesteps} (config.num_steps, config.reference_steps).")
         return cfg
 
 
 def run(config, workdir: str) -> dict:
     cfg = BaselinesConfig.from_config(config)
+    writers.claim_workdir(workdir, config)
     target, noise_bank, key_sampler = evaluation.setup(cfg, workdir)
     rows = evaluation.baseline_rows(cfg, target, noise_bank, key_sampler, workdir)
     return evaluation.finish(cfg, target, rows, workdir)

@@ -26,7 +26,7 @@ import ml_collections
 import numpy as np
 
 from ddss import export
-from ddss.experiments import baselines, evaluation, evolution, plots
+from ddss.experiments import baselines, evaluation, evolution, plots, writers
 from ddss.samplers import ggdm
 
 _KEYS = ("samplers", "labels")
@@ -82,6 +82,7 @@ def method_of(path: str) -> str:
 
 def run(config, workdir: str) -> dict:
     cfg = EvaluateConfig.from_config(config)
+    writers.claim_workdir(workdir, config)
     target, noise_bank, key_sampler = evaluation.setup(cfg.base, workdir)
     rows = []
     for i, path in enumerate(cfg.samplers):

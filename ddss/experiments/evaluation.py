@@ -261,7 +261,7 @@ def finish(cfg, target: targets.Target, rows: list[dict], workdir: str, **extra)
 def save_samples(workdir: str, method: str, k: int, samples: np.ndarray) -> None:
     name = f"{method}_K{k}"
     np.savez_compressed(os.path.join(workdir, "samples", f"{name}.npz"), images=samples.astype(np.float32))
-    plots.sample_grid(samples[:64], os.path.join(workdir, "grids", f"{name}.png"))
+    plots.samples_picture(samples, os.path.join(workdir, "grids", f"{name}.png"))
 
 
 def format_table(rows, target: targets.Target | None = None) -> str:

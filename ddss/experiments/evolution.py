@@ -41,8 +41,8 @@ import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm import tqdm
 
-from ddss import export, schedules
-from ddss.experiments import baselines, evaluation, plots, targets, writers
+from ddss import export, fields, schedules
+from ddss.experiments import baselines, checkpoints, evaluation, plots, targets, writers
 from ddss.metrics import fid
 from ddss.samplers import ggdm, skipping
 from ddss.search import evolution
@@ -60,6 +60,10 @@ class JointConfig:
     # Stage 1 of a joint search is a timestep search: share it with the ("timesteps", S) search of the same
     # budget when the run has one (the joint search branches off it after stage1_generations).
     branch: bool = True
+
+    def __post_init__(self):
+        fields.check("joint", self, max_skip_fraction=fields.Rule(float, 0, 1, open_low=True), free_steps=fields.BOOL,
+                     extra_steps=fields.INT_NONNEG, branch=fields.BOOL)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,8 +100,8 @@ class EvolutionConfig:
         skipping.check_sampler(cfg.sampler)
         if cfg.seed_stride not in schedules.STRIDES:
             raise ValueError(f"Unknown seed_stride {cfg.seed_stride!r}; choose one of {schedules.STRIDES}.")
-        if cfg.fitness_samples < 2:
-            raise ValueError("fitness_samples must be ≥ 2 (FID needs a covariance).")
+        fields.check("", cfg, sampler=fields.STR, ggdm_sampler=fields.STR, fitness_samples=fields.Rule(int, 2),
+                     chunk_size=fields.INT_NONNEG, chunk_images=fields.INT_POS, seed_stride=fields.STR)
         if not 0.0 < cfg.joint.max_skip_fraction <= 1.0:
             raise ValueError(f"joint.max_skip_fraction must lie in (0, 1], got {cfg.joint.max_skip_fraction}.")
         return cfg
@@ -213,9 +217,10 @@ def run_search(name: str, cfg: EvolutionConfig, space: evolution.Space, search: 
     mngr = ocp.CheckpointManager(os.path.abspath(os.path.join(rundir, "checkpoints")),
                                  options=ocp.CheckpointManagerOptions(max_to_keep=2))
     state = start if start is not None else evolution.SearchState(key=key)
-    if mngr.latest_step() is not None:
-        state = evolution.SearchState.from_arrays(mngr.restore(mngr.latest_step(), args=ocp.args.StandardRestore()))
-    writer = writers.MetricWriter(rundir)
+    step, restored = checkpoints.restore_latest(mngr)
+    if step is not None:
+        state = evolution.SearchState.from_arrays(restored)
+    writer = writers.MetricWriter(rundir, keep_through=state.generation - 1)  # row g: generation g's result
     try:
         with tqdm(total=search.generations, initial=state.generation, desc=f"evolution-{name}",
                   unit="gen") as bar:
@@ -279,6 +284,7 @@ def score_sampler(sampler, target, noise_bank, key, batch_size) -> tuple[np.ndar
 
 def run(config, workdir: str) -> dict:
     cfg = EvolutionConfig.from_config(config)
+    writers.claim_workdir(workdir, config)
     target, noise_bank, key_sampler = evaluation.setup(cfg.base, workdir)
     rows, costs = searched_rows(cfg, target, noise_bank, key_sampler, workdir)
     rows += evaluation.baseline_rows(cfg.base, target, noise_bank, key_sampler, workdir)
@@ -327,7 +333,8 @@ def searched_rows(cfg: EvolutionConfig, target: targets.Target, noise_bank, key_
         winner, fitness = state.best(1)[0]
         export_path = os.path.join(rundir, "sampler.safetensors")
         info = {"search": name, "fitness": fitness, "fitness_samples": cfg.fitness_samples, "budget": space.budget,
-                **{k_: cost[k_] for k_ in ("wall_time_s", "candidates_evaluated", "network_evaluations", "device")}}
+                **{k_: cost[k_] for k_ in ("candidates_evaluated", "network_evaluations", "device")}}  # no wall time:
+        # two runs of one configuration write byte-identical exports (search.json keeps the time)
         export.save_evolved_sampler(export_path, winner.timesteps, winner.skip, kind=cfg.sampler,
                                     schedule=target.schedule, clip_denoised=cfg.base.clip_denoised,
                                     ggdm_params=template, info=info)

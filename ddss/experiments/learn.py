@@ -27,6 +27,7 @@ import dataclasses
 import functools
 import json
 import os
+import sys
 import time
 import zlib
 
@@ -37,8 +38,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from tqdm import tqdm
 
-from ddss import export, schedules
-from ddss.experiments import baselines, evaluation, plots, targets, writers
+from ddss import export, fields, schedules
+from ddss.experiments import baselines, checkpoints, evaluation, plots, targets, writers
 from ddss.metrics import fid
 from ddss.samplers import ggdm
 from ddss.search import differentiable
@@ -54,6 +55,11 @@ class InitConfig:
     # ((K, path), ...): start at K from the timesteps of an exported sampler (e.g. a searched one)
     # instead of `stride`'s; the coefficients are still `base`'s on those times.
     timesteps_from: tuple = ()
+
+    def __post_init__(self):
+        fields.check("init", self, base=fields.STR, stride=fields.STR, eta=fields.NONNEG)
+        ks = [k for k, _ in self.timesteps_from]
+        fields.check_each("init", "timesteps_from's K", ks, fields.INT_POS, unique=True)
 
 
 def initial_timesteps(init: InitConfig, schedule, k: int) -> np.ndarray:
@@ -85,6 +91,17 @@ class SamplerTrainingConfig:
     checkpoint_every: int = 25
     remat: bool = True
 
+    def __post_init__(self):
+        fields.check("train", self, steps=fields.INT_POS, batch_size=fields.Rule(int, 2),
+                     learning_rate=fields.POSITIVE, warmup_steps=fields.INT_NONNEG, grad_clip=fields.POSITIVE,
+                     log_every=fields.INT_POS, eval_every=fields.INT_POS, val_samples=fields.Rule(int, 2),
+                     checkpoint_every=fields.INT_POS, remat=fields.BOOL)
+        fields.check_each("train", "steps_by_k's K", [k for k, _ in self.steps_by_k], fields.INT_POS, unique=True)
+        fields.check_each("train", "steps_by_k's steps", [n for _, n in self.steps_by_k], fields.INT_POS)
+        if self.warmup_steps >= min([self.steps] + [n for _, n in self.steps_by_k]):
+            raise ValueError(f"config.train.warmup_steps ({self.warmup_steps}) must be below the step count "
+                             f"({self.steps}): the learning rate would never reach its value.")
+
 
 @dataclasses.dataclass(frozen=True)
 class DDSSConfig:
@@ -101,12 +118,17 @@ class DDSSConfig:
         base = baselines.BaselinesConfig.from_config(ml_collections.ConfigDict(
             {k: v for k, v in c.items() if k not in DDSS_KEYS}))
         learn = tuple(tuple(x) for x in c["learn"])
+        if not learn:
+            raise ValueError("config.learn is empty: name at least one (family, loss) pair, e.g. "
+                             "(('ggdm+pred+time', 'teacher'),).")
         for entry in learn:
             if len(entry) != 2:
                 raise ValueError(f"config.learn entries are (family, loss) pairs, got {entry!r}.")
             ggdm.check_family(entry[0])
+        if len(set(learn)) != len(learn):
+            raise ValueError(f"config.learn lists a (family, loss) pair twice: {learn}; each pair gives one row.")
         init = dict(c.get("init", {}))
-        init["timesteps_from"] = tuple((int(k), str(p)) for k, p in init.get("timesteps_from", ()))
+        init["timesteps_from"] = tuple((k, str(p)) for k, p in init.get("timesteps_from", ()))
         init = InitConfig(**init)
         loss = differentiable.LossConfig(**c.get("loss", {}))
         for _, kind in learn:
@@ -116,7 +138,10 @@ class DDSSConfig:
         if init.stride not in schedules.STRIDES:
             raise ValueError(f"Unknown init.stride {init.stride!r}; choose one of {schedules.STRIDES}.")
         train = dict(c.get("train", {}))
-        train["steps_by_k"] = tuple((int(k), int(n)) for k, n in train.get("steps_by_k", ()))
+        train["steps_by_k"] = tuple(tuple(pair) for pair in train.get("steps_by_k", ()))
+        for pair in train["steps_by_k"]:
+            if len(pair) != 2:
+                raise ValueError(f"config.train.steps_by_k entries are (K, steps) pairs, got {pair!r}.")
         return cls(base=base, learn=learn, init=init, train=SamplerTrainingConfig(**train), loss=loss,
                    reference_features=c.get("reference_features", ""))
 
@@ -216,23 +241,28 @@ def train_one(trainer: Trainer, rundir: str) -> dict:
     export_path = os.path.join(rundir, "sampler.safetensors")
     check_run_description(trainer, rundir)
     if os.path.exists(record_path) and os.path.exists(export_path):
-        with open(record_path) as f:
-            return json.load(f)
+        try:
+            export.load_sampler(export_path)
+            with open(record_path) as f:
+                return json.load(f)
+        except (ValueError, OSError) as error:  # damaged: export again from the run's last checkpoint
+            print(f"warning: {export_path} or {record_path} is damaged ({' '.join(str(error).split())[:160]}); "
+                  "writing it again from the run's last checkpoint.", file=sys.stderr)
     t, steps = trainer.cfg.train, trainer.steps
     options = ocp.CheckpointManagerOptions(max_to_keep=2)
     mngr = ocp.CheckpointManager(os.path.abspath(os.path.join(rundir, "checkpoints")), options=options)
     ckpt = trainer.initial_state()
     previous = {"wall_time_s": 0.0}
-    if mngr.latest_step() is not None:
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, ckpt)
-        ckpt = mngr.restore(mngr.latest_step(), args=ocp.args.StandardRestore(abstract))
+    step, restored = checkpoints.restore_latest(mngr, jax.tree.map(ocp.utils.to_shape_dtype_struct, ckpt))
+    if step is not None:
+        ckpt = restored
         progress = os.path.join(rundir, "progress.json")
         if os.path.exists(progress):
             with open(progress) as f:
                 previous = json.load(f)
     state, best_learned, best_fid = ckpt["state"], jax.device_get(ckpt["best_learned"]), float(ckpt["best_fid"])
     start = int(state.step)
-    writer = writers.MetricWriter(rundir)
+    writer = writers.MetricWriter(rundir, keep_through=start if start else -1)  # a resume re-logs later steps
     started = time.time()
     running, last_log = None, start
     desc = f"{method_name(trainer.family, trainer.loss_cfg.kind)} K={trainer.k}"
@@ -256,8 +286,8 @@ def train_one(trainer: Trainer, rundir: str) -> dict:
                                  else "No checkpoint was written yet, so a rerun starts from the initial sampler")
                         raise FloatingPointError(
                             f"A DDSS step between {last_log} and {done} produced a NaN/inf loss, gradient or update "
-                            f"(it was refused). {where}; lower config.train.learning_rate or config.train.grad_clip "
-                            "and rerun the same command to resume.")
+                            f"(it was refused). {where}. Lower config.train.learning_rate or config.train.grad_clip and "
+                            "run again with a new --workdir.")
                     n = done - last_log
                     means = {k: v / n for k, v in sums.items() if k != "nonfinite"}
                     if evaluating:
@@ -293,7 +323,9 @@ def train_one(trainer: Trainer, rundir: str) -> dict:
         "best_val_fid": best_fid, "val_samples": t.val_samples,
     }
     final = trainer.init_params.replace(learned=jax.tree.map(np.asarray, best_learned))
-    export.save_sampler(export_path, final, clip_denoised=trainer.cfg.base.clip_denoised, info=record)
+    # Wall times stay in training.json: two runs of one configuration write byte-identical exports.
+    export.save_sampler(export_path, final, clip_denoised=trainer.cfg.base.clip_denoised,
+                        info={k_: v for k_, v in record.items() if k_ != "wall_time_s"})
     with open(record_path, "w") as f:
         json.dump(record, f, indent=2)
     return record
@@ -320,6 +352,7 @@ def teacher_pairs(cfg: DDSSConfig, target: targets.Target, key) -> tuple | None:
 
 def run(config, workdir: str) -> dict:
     cfg = DDSSConfig.from_config(config)
+    writers.claim_workdir(workdir, config)
     target, noise_bank, key_sampler = evaluation.setup(cfg.base, workdir)
     rows = learned_rows(cfg, target, noise_bank, key_sampler, workdir)
     rows += evaluation.baseline_rows(cfg.base, target, noise_bank, key_sampler, workdir)

@@ -37,6 +37,30 @@ def sample_grid(images, path: str, *, scale: int = 4) -> None:
     Image.fromarray(pixels[..., 0] if c == 1 else pixels).save(path)
 
 
+def samples_picture(samples, path: str) -> None:
+    """The picture of a set of samples, whatever their event shape: a grid of the first 64 for images
+    ([N, H, W, C] with 1 or 3 channels, or [N, H, W]; other channel counts show channel 0), a scatter of
+    the first two coordinates for vectors [N, D] (a histogram when D = 1)."""
+    samples = np.asarray(samples, np.float32)
+    if samples.ndim == 3:
+        samples = samples[..., None]
+    if samples.ndim == 4:
+        sample_grid(samples[:64] if samples.shape[-1] in (1, 3) else samples[:64, ..., :1], path)
+        return
+    flat = samples.reshape(len(samples), -1)
+    fig = _figure(figsize=(4, 4))
+    ax = fig.subplots()
+    if flat.shape[1] == 1:
+        ax.hist(flat[:, 0], bins=50)
+        ax.set_xlabel("x")
+    else:
+        ax.scatter(flat[:, 0], flat[:, 1], s=2, alpha=0.5)
+        ax.set_xlabel("x[0]")
+        ax.set_ylabel("x[1]")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
 def score_vs_k(rows, path: str, *, ylabel: str = "FID") -> None:
     """One line per method (score against K, log scale), horizontal lines for K-free rows."""
     fig = _figure(figsize=(6, 4))

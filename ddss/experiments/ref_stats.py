@@ -18,6 +18,7 @@ killed run resumes where it stopped; it is removed when the statistics are compl
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -27,9 +28,34 @@ from tqdm.auto import tqdm
 
 from ddss.data import digits as digits_data
 from ddss.data import tfds as tfds_data
+from ddss import fields
+from ddss.experiments import writers
 from ddss.metrics import features, stats
 
 SOURCES = ("tfds", "folder", "digits")
+
+
+@dataclasses.dataclass(frozen=True)
+class RefStatsConfig:
+    """The checked scalar fields of a ref_stats config (the source's own fields are checked as they are read)."""
+
+    source: str
+    batch_size: int | None = None  # None: the feature extractor's own batch size
+    max_samples: int = 0  # 0: every image of the source
+    checkpoint_every: int = 20
+    save_features: bool = False
+
+    def __post_init__(self):
+        if self.source not in SOURCES:
+            raise ValueError(f"Unknown source {self.source!r}; choose one of {SOURCES}.")
+        fields.check("", self, max_samples=fields.INT_NONNEG, checkpoint_every=fields.INT_POS,
+                     save_features=fields.BOOL)
+        if self.batch_size is not None:
+            fields.check("", self, batch_size=fields.INT_POS)
+
+    @classmethod
+    def from_config(cls, config) -> "RefStatsConfig":
+        return cls(**{f.name: config[f.name] for f in dataclasses.fields(cls) if f.name in config})
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
@@ -89,15 +115,13 @@ def _source(config, extractor):
 
 
 def run(config, workdir: str) -> dict:
-    if config.source not in SOURCES:
-        raise ValueError(f"Unknown source {config.source!r}; choose one of {SOURCES}.")
+    cfg = RefStatsConfig.from_config(config)
     extractor = features.from_config(config.features)
     total, read, info = _source(config, extractor)
-    limit = int(config.get("max_samples", 0) or 0)
-    total = min(total, limit) if limit else total
-    batch_size = int(config.get("batch_size", extractor.batch_size))
-    every = int(config.get("checkpoint_every", 20))
-    save_features = bool(config.get("save_features", False))
+    writers.claim_workdir(workdir, config)
+    total = min(total, cfg.max_samples) if cfg.max_samples else total
+    batch_size = cfg.batch_size or extractor.batch_size
+    every, save_features = cfg.checkpoint_every, cfg.save_features
     info = {**info, "features": extractor.name, "feature_dim": extractor.dim,
             "feature_weights": config.features.get("weights", "") or "default", "save_features": save_features}
     os.makedirs(workdir, exist_ok=True)

@@ -20,7 +20,7 @@ import os
 
 import ml_collections
 
-from ddss.experiments import evaluation, evolution, learn, plots
+from ddss.experiments import evaluation, evolution, learn, plots, writers
 
 SECTIONS = ("evolution", "ddss")
 SEARCH_BASES = {"ddim": "ddim", "dpm_solver++": "dpm_solver++"}
@@ -55,6 +55,7 @@ def configs(config) -> tuple[evolution.EvolutionConfig, learn.DDSSConfig]:
 
 def run(config, workdir: str) -> dict:
     evo_cfg, ddss_cfg = configs(config)
+    writers.claim_workdir(workdir, config)
     target, noise_bank, key_sampler = evaluation.setup(ddss_cfg.base, workdir)
     rows, costs = evolution.searched_rows(evo_cfg, target, noise_bank, key_sampler, workdir)
     rows += learn.learned_rows(ddss_cfg, target, noise_bank, key_sampler, workdir)

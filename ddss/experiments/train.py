@@ -29,9 +29,9 @@ import optax
 import orbax.checkpoint as ocp
 from tqdm import tqdm
 
-from ddss import schedules
+from ddss import fields, schedules
 from ddss.data import digits
-from ddss.experiments import plots, targets, writers
+from ddss.experiments import checkpoints, plots, targets, writers
 from ddss.metrics import features, fid
 from ddss.models import pretrained, unet
 from ddss.samplers import ddpm, raise_if_nonfinite
@@ -53,6 +53,14 @@ class TrainConfig:
     checkpoint_every: int
     eval_samples: int
     eval_batch_size: int
+
+    def __post_init__(self):
+        fields.check("", self, seed=fields.INT_NONNEG, dataset=fields.STR, steps=fields.INT_POS,
+                     batch_size=fields.INT_POS, learning_rate=fields.POSITIVE, warmup_steps=fields.INT_NONNEG,
+                     grad_clip=fields.POSITIVE, ema_decay=fields.Rule(float, 0, 1), log_every=fields.INT_POS,
+                     checkpoint_every=fields.INT_POS, eval_samples=fields.INT_NONNEG, eval_batch_size=fields.INT_POS)
+        if self.eval_samples == 1:
+            raise ValueError("config.eval_samples must be 0 (no scoring) or ≥ 2 (FID needs a covariance), got 1.")
 
     @classmethod
     def from_config(cls, config) -> "TrainConfig":
@@ -141,11 +149,8 @@ def checkpoint_manager(workdir: str, cfg: TrainConfig) -> ocp.CheckpointManager:
 
 def restore_or_init(mngr: ocp.CheckpointManager, cfg: TrainConfig, optimizer, key) -> TrainState:
     state = init_state(cfg, optimizer, key)
-    latest = mngr.latest_step()
-    if latest is None:
-        return state
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-    return mngr.restore(latest, args=ocp.args.StandardRestore(abstract))
+    step, restored = checkpoints.restore_latest(mngr, jax.tree.map(ocp.utils.to_shape_dtype_struct, state))
+    return state if step is None else restored
 
 
 def train(cfg: TrainConfig, workdir: str) -> tuple[TrainState, dict]:
@@ -156,8 +161,8 @@ def train(cfg: TrainConfig, workdir: str) -> tuple[TrainState, dict]:
     mngr = checkpoint_manager(workdir, cfg)
     state = restore_or_init(mngr, cfg, optimizer, jax.random.fold_in(key, 0))
     train_step = make_train_step(cfg, schedule, optimizer, jax.random.fold_in(key, 1))
-    writer = writers.MetricWriter(workdir)
     start_step = int(state.step)
+    writer = writers.MetricWriter(workdir, keep_through=start_step if start_step else -1)
     summary = {"start_step": start_step}
     started = time.time()
     running, last_log = None, start_step
@@ -225,7 +230,7 @@ def sample_ddpm(model_cfg, params, schedule, n: int, batch_size: int, seed: int)
 
 def run(config, workdir: str) -> dict:
     cfg = TrainConfig.from_config(config)
-    os.makedirs(workdir, exist_ok=True)
+    writers.claim_workdir(workdir, config)
     state, summary = train(cfg, workdir)
     weights = os.path.join(workdir, "unet_ema.safetensors")
     pretrained.save(weights, cfg.model, jax.device_get(state.ema_params), cfg.schedule,

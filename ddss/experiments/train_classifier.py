@@ -36,6 +36,8 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
+from ddss import fields
+from ddss.experiments import writers
 from ddss.data import digits
 from ddss.metrics import fid
 from ddss.models import classifier, eval_net, params_io
@@ -75,6 +77,11 @@ class ClassifierTrainConfig:
     split: str = "standard"
     split_seed: int = 0  # "stratified" only
     test_fraction: float = 0.2  # "stratified" only
+
+    def __post_init__(self):
+        fields.check("", self, seed=fields.INT_NONNEG, epochs=fields.INT_POS, batch_size=fields.INT_POS,
+                     learning_rate=fields.POSITIVE, weight_decay=fields.NONNEG, max_shift=fields.INT_NONNEG,
+                     split_seed=fields.INT_NONNEG)
 
     @property
     def arch(self) -> Architecture:
@@ -163,7 +170,7 @@ def accuracy(cfg, params, images, labels) -> float:
 def run(config, workdir: str) -> dict:
     cfg = ClassifierTrainConfig.from_config(config)
     arch = cfg.arch
-    os.makedirs(workdir, exist_ok=True)
+    writers.claim_workdir(workdir, config)
     all_x, all_y = digits.load("all")
     train_idx, test_idx = split_indices(cfg, all_y)
     train_x, train_y = all_x[train_idx], all_y[train_idx]

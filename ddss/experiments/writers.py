@@ -10,6 +10,60 @@ import json
 import os
 
 
+def _flatten(tree, prefix: str = "") -> dict:
+    if isinstance(tree, dict):
+        out = {}
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out or {prefix[:-1]: {}}
+    return {prefix[:-1]: tree}
+
+
+def _short(value, width: int = 60) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def claim_workdir(workdir: str, config) -> None:
+    """Records which experiment, with which configuration, a work directory holds (DIR/config.json: every
+    field of the resolved config, so the model or mixture, schedule, T, seeds and feature networks all
+    count); refuses to run a different experiment or configuration there, naming the differing fields.
+
+    A rerun of the same configuration resumes or reuses what is there; anything else would mix results
+    of two settings (a sampler trained for one mixture scored as another's, one experiment's
+    results.json overwriting another's)."""
+    c = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    description = json.loads(json.dumps({"experiment": c.get("experiment", ""), "config": c}, default=str))
+    path = os.path.join(workdir, "config.json")
+    if os.path.exists(path):
+        try:
+            with open(path) as f:
+                previous = json.load(f)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{path} is damaged ({e}): it records what {workdir} holds, so it cannot be reused "
+                             "safely. Use a new --workdir, or delete that directory to start over.") from None
+        if previous == description:
+            return
+        if previous.get("experiment") != description["experiment"]:
+            raise ValueError(f"{workdir} holds a {previous.get('experiment')!r} run; this is a "
+                             f"{description['experiment']!r} run. Use a new --workdir (results never overwrite "
+                             "another experiment's).")
+        old, new = _flatten(previous.get("config", {})), _flatten(description["config"])
+        changed = [k for k in sorted(set(old) | set(new)) if old.get(k, "<unset>") != new.get(k, "<unset>")]
+        shown = "; ".join(f"{k}: {_short(old.get(k, '<unset>'))} → {_short(new.get(k, '<unset>'))}"
+                          for k in changed[:3]) + (f"; and {len(changed) - 3} more" if len(changed) > 3 else "")
+        raise ValueError(f"{workdir} holds a run with a different configuration ({shown}). Use a new --workdir, "
+                         "or delete that directory to start over.")
+    if os.path.exists(os.path.join(workdir, "results.json")):
+        raise ValueError(f"{workdir} holds results of a run that did not record its configuration (no config.json), "
+                         "so they cannot be matched with this one. Use a new --workdir.")
+    os.makedirs(workdir, exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(description, f, indent=2)
+    os.replace(tmp, path)
+
+
 def check_run_description(rundir: str, description: dict, *, what: str = "run", redo: str = "run it again") -> None:
     """Records what a run directory holds (run.json); refuses to resume or reuse it for a different setting."""
     description = json.loads(json.dumps(description))
@@ -26,10 +80,28 @@ def check_run_description(rundir: str, description: dict, *, what: str = "run", 
         json.dump(description, f, indent=2)
 
 
+def _step_of(line: str) -> int:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):  # a line cut short by a kill
+        return 2**62
+
+
 class MetricWriter:
-    def __init__(self, workdir: str, *, tensorboard: bool = True):
+    """Appends to DIR/metrics.jsonl (and TensorBoard events). `keep_through=S`: a run resuming after step
+    S first drops the rows logged after S (the killed run logged them, the resumed one logs them again),
+    so no step appears twice; -1 drops every row (a run starting over)."""
+
+    def __init__(self, workdir: str, *, tensorboard: bool = True, keep_through: int | None = None):
         os.makedirs(workdir, exist_ok=True)
-        self._file = open(os.path.join(workdir, "metrics.jsonl"), "a")
+        path = os.path.join(workdir, "metrics.jsonl")
+        if keep_through is not None and os.path.exists(path):
+            with open(path) as f:
+                kept = [line for line in f if line.strip() and _step_of(line) <= keep_through]
+            with open(path + ".tmp", "w") as f:
+                f.writelines(kept)
+            os.replace(path + ".tmp", path)
+        self._file = open(path, "a")
         self._tb = None
         if tensorboard:
             try:
@@ -37,7 +109,8 @@ class MetricWriter:
             except ImportError:
                 SummaryWriter = None
             if SummaryWriter is not None:
-                self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+                purge = {} if keep_through is None else {"purge_step": keep_through + 1}
+                self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), **purge)
 
     def write_scalars(self, step: int, scalars: dict[str, float]) -> None:
         scalars = {k: float(v) for k, v in scalars.items()}

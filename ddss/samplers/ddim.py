@@ -75,5 +75,5 @@ def sample(
         x = c["alpha_prev"] * x0 + c["direction"] * eps + loop.scaled_noise(key, c["k"], x, c["s"])
         return x, eps
 
-    x0, info = loop.run(step, x_K, inputs, remat=remat)
+    x0, info = loop.run(step, x_K, inputs, remat=remat, num_timesteps=params.schedule.num_timesteps)
     return (x0, info) if return_info else x0

@@ -74,5 +74,5 @@ def sample(
         x = c["coef_x0"] * x0 + c["coef_xt"] * x + loop.scaled_noise(key, c["k"], x, c["std"])
         return x, eps
 
-    x0, info = loop.run(step, x_K, inputs, remat=remat)
+    x0, info = loop.run(step, x_K, inputs, remat=remat, num_timesteps=params.schedule.num_timesteps)
     return (x0, info) if return_info else x0

@@ -290,6 +290,7 @@ def sample(
         x0, info = _chain_adjoint(model, clip_denoised, unroll_backward, consts, c, x_K, key)
     else:
         x0, info = _chain(model, clip_denoised, consts, c, x_K, key, checkpoint=remat == "checkpoint")[:2]
+    info = info.replace(timesteps_ok=loop.timesteps_ok(c["t"], params.schedule.num_timesteps))
     return (x0, info) if return_info else x0
 
 

@@ -29,6 +29,9 @@ class SampleInfo:
 
     nonfinite_step: jax.Array  # int32: first step k (K..1) with a non-finite model output, 0 if none
     nonfinite_t: jax.Array  # the time τ_k of that step (NaN if none)
+    # bool: the times were finite, within [0, T−1] and strictly decreasing. Concrete times are checked
+    # before sampling (a ValueError); this flag is how traced times (under jit or vmap) report.
+    timesteps_ok: jax.Array
 
 
 def is_concrete(x) -> bool:
@@ -81,6 +84,13 @@ def check_timesteps(timesteps, num_timesteps: int) -> None:
         )
 
 
+def timesteps_ok(timesteps, num_timesteps: int) -> jax.Array:
+    """In-graph (no host sync): True when the times are finite, in [0, T−1] and strictly decreasing."""
+    t = jnp.asarray(timesteps)
+    return (jnp.all(jnp.isfinite(t)) & jnp.all(t >= 0) & jnp.all(t <= num_timesteps - 1)
+            & jnp.all(t[1:] < t[:-1]))
+
+
 def check_sample_inputs(params, x) -> None:
     """The checks every family's `sample` runs on its params (timesteps, schedule) and x_K."""
     check_x(x)
@@ -120,8 +130,10 @@ def run(
     inputs: dict,
     *,
     remat: bool = False,
+    num_timesteps: int | None = None,
 ) -> tuple[Any, SampleInfo]:
-    """Scans `step` over the per-step `inputs` (a dict of [K, ...] arrays with keys 'k' and 't').
+    """Scans `step` over the per-step `inputs` (a dict of [K, ...] arrays with keys 'k' and 't', the
+    times τ_K, ..., τ_1 in loop order; with `num_timesteps` T they are checked in-graph, see SampleInfo).
 
     remat=True wraps each step in `jax.checkpoint`, so differentiating through the chain keeps
     one state per step instead of every step's activations.
@@ -142,14 +154,23 @@ def run(
         bad_t = jnp.where(first_bad, xs["t"].astype(bad_t.dtype), bad_t)
         return (state, bad_k, bad_t), None
 
+    ok = timesteps_ok(inputs["t"], num_timesteps) if num_timesteps is not None else jnp.ones((), bool)
     init = (state, jnp.zeros((), jnp.int32), jnp.full((), jnp.nan, jnp.float32))
     (state, bad_k, bad_t), _ = jax.lax.scan(scan_step, init, inputs)
-    return state, SampleInfo(nonfinite_step=bad_k, nonfinite_t=bad_t)
+    return state, SampleInfo(nonfinite_step=bad_k, nonfinite_t=bad_t, timesteps_ok=ok)
 
 
 def raise_if_nonfinite(info: SampleInfo) -> None:
-    """Host-side: one clear error if the model produced NaN/inf during sampling."""
-    steps = np.asarray(info.nonfinite_step).reshape(-1)  # several entries when sampling was vmapped
+    """Host-side, after sampling: one clear error if the model produced NaN/inf, or if traced timesteps
+    were invalid (not finite, outside [0, T−1] or not strictly decreasing)."""
+    ok = np.asarray(info.timesteps_ok).reshape(-1)  # several entries when sampling was vmapped
+    if not ok.all():
+        which = "" if ok.size == 1 else f" (in {int((~ok).sum())} of {ok.size} vmapped runs)"
+        raise ValueError(
+            f"The sampler ran on invalid timesteps{which}: they must be finite, within [0, T-1] and strictly "
+            "decreasing (noisiest first). They were traced (under jit or vmap), so they could not be checked "
+            "before sampling; the samples are invalid. Check how the times are computed.")
+    steps = np.asarray(info.nonfinite_step).reshape(-1)
     worst = int(np.argmax(steps))
     if steps[worst]:
         k, t = int(steps[worst]), float(np.asarray(info.nonfinite_t).reshape(-1)[worst])

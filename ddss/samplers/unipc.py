@@ -187,5 +187,5 @@ def sample(
         return (x_next, x, m0, m1, m2), eps
 
     zeros = jnp.zeros_like(x_K)
-    (x0, _, _, _, _), info = loop.run(step, (x_K, zeros, zeros, zeros, zeros), inputs, remat=remat)
+    (x0, _, _, _, _), info = loop.run(step, (x_K, zeros, zeros, zeros, zeros), inputs, remat=remat, num_timesteps=params.schedule.num_timesteps)
     return (x0, info) if return_info else x0

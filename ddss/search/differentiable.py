@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ddss import schedules
+from ddss import fields, schedules
 from ddss.metrics import kid
 from ddss.samplers import dpm_solver
 
@@ -48,6 +48,10 @@ class LossConfig:
             raise ValueError(f"Unknown DDSS loss {self.kind!r}; choose one of {LOSSES}.")
         if self.teacher_space not in ("features", "pixels"):
             raise ValueError(f"teacher_space must be 'features' or 'pixels', got {self.teacher_space!r}.")
+        fields.check("loss", self, teacher_weight=fields.NONNEG, teacher_steps=fields.INT_POS,
+                     teacher_pairs=fields.INT_NONNEG)
+        if self.uses_teacher and self.kind != "teacher" and self.teacher_weight == 0:
+            raise ValueError(f"config.loss.teacher_weight = 0 turns the teacher off in {self.kind!r}: use kind='kid'.")
 
     @property
     def uses_kid(self) -> bool:

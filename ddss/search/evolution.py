@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ddss import fields
 from ddss.metrics import fid as fid_lib
 from ddss.samplers import ggdm, skipping
 from ddss.samplers.skipping import check_sampler, masked_eps, sample_at
@@ -62,13 +63,20 @@ class Genome:
         return f"Genome(timesteps={self.timesteps.tolist()}, skipped={self.skip.sum(axis=1).tolist()})"
 
 
-def make_genome(timesteps, skip=None, *, num_blocks: int | None = None) -> Genome:
-    """A genome from timesteps (any order; sorted here, skip rows following their timesteps)."""
+def make_genome(timesteps, skip=None, *, num_blocks: int | None = None, num_timesteps: int | None = None) -> Genome:
+    """A genome from timesteps (any order; sorted here, skip rows following their timesteps). The times
+    must be distinct integers ≥ 0, and ≤ T − 1 when `num_timesteps` (T) is given."""
     t = np.asarray(timesteps)
     if t.ndim != 1 or len(t) < 1:
         raise ValueError(f"timesteps must be a non-empty 1-D list, got shape {t.shape}.")
     if not np.all(np.isfinite(t)) or np.any(t != np.round(t)):
         raise ValueError(f"genome timesteps must be integers, got {t.tolist()}.")
+    if t.min() < 0 or (num_timesteps is not None and t.max() > num_timesteps - 1):
+        upper = "T − 1" if num_timesteps is None else str(num_timesteps - 1)
+        raise ValueError(f"genome timesteps {t.tolist()} fall outside [0, {upper}].")
+    if len(np.unique(t)) != len(t):
+        raise ValueError(f"genome timesteps {t.tolist()} repeat a time: a step from t to itself does nothing; "
+                         "give distinct times.")
     t = t.astype(np.int32)
     if skip is None:
         if num_blocks is None:
@@ -296,6 +304,11 @@ class SearchConfig:
             raise ValueError(f"max_skip_fraction must lie in [0, 1], got {self.max_skip_fraction}.")
         if self.generations < 1 or self.ramp_generations < 1:
             raise ValueError("generations and ramp_generations must be ≥ 1.")
+        fields.check("search", self, population=fields.INT_POS, parents=fields.INT_POS, mutants=fields.INT_NONNEG,
+                     crossovers=fields.INT_NONNEG, generations=fields.INT_POS, mutation_prob=fields.PROBABILITY,
+                     skip_prob=fields.PROBABILITY, length_prob=fields.PROBABILITY, seed_mutants=fields.INT_NONNEG,
+                     stage1_generations=fields.INT_NONNEG, stall_generations=fields.INT_POS,
+                     ramp_generations=fields.INT_POS, max_skip_fraction=fields.PROBABILITY)
 
 
 @dataclasses.dataclass
