@@ -32,12 +32,13 @@ import numpy as np
 
 from ddss import schedules
 from ddss.models import params_io
-from ddss.samplers import ggdm, skipping
+from ddss.samplers import ggdm, loop, skipping
 
 TIMESTEPS_KIND = "ddss_timesteps"
 KIND = "ddss_sampler"
 EVOLVED_KIND = "ddss_evolved_sampler"
 FORMAT_VERSION = 1
+SUPPORTED_FORMAT_VERSIONS = (1,)  # the sampler-file versions this code reads
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,62 +181,349 @@ def save_timesteps_json(path: str, sampler: LoadedSampler | EvolvedSampler) -> d
     return record
 
 
-def _load_evolved(path: str, tensors: dict, meta: dict, num_blocks: int | None) -> EvolvedSampler:
-    t, mask = np.asarray(tensors["timesteps"]), np.asarray(tensors["skip_mask"]).astype(bool)
-    if mask.shape != (len(t), meta["num_blocks"]) or len(t) != meta["num_steps"]:
-        raise params_io.WeightFileError(f"{path} is corrupt: its header says K = {meta['num_steps']}, "
-                                        f"L = {meta['num_blocks']}; its arrays have shapes {t.shape}, {mask.shape}.")
-    if num_blocks is not None and meta["num_blocks"] != num_blocks:
-        raise ValueError(f"{path} was searched for a network with {meta['num_blocks']} skippable blocks; this model "
-                         f"has {num_blocks}. Its skip lists name blocks of that other network: search again for "
-                         "this model.")
-    schedule = schedules.Schedule(log_alpha_bar_table=tensors["schedule"]["log_alpha_bar_table"])
+# ---------------------------------------------------------------------------------------------------------------
+# Loading: every way a file can be wrong gives one SamplerFileError (a ValueError) naming the path, the problem
+# and the fix.
+
+class SamplerFileError(params_io.WeightFileError):
+    """A sampler file is missing, damaged, of another kind, or not the sampler that was asked for."""
+
+
+class SamplerFileNotFoundError(SamplerFileError, FileNotFoundError):
+    """The sampler file does not exist (also a FileNotFoundError)."""
+
+
+class NonFiniteSamplerError(SamplerFileError, FloatingPointError):
+    """The file's arrays hold NaN or inf (also a FloatingPointError)."""
+
+
+EXPECT = {"learned": KIND, "searched": EVOLVED_KIND}  # load_sampler(expect=...) -> the header kind it needs
+_KIND_NAMES = {KIND: ("a learned GGDM-family sampler export", "written by a DDSS run or ddss.save_sampler"),
+               EVOLVED_KIND: ("a searched sampler export",
+                              "written by an evolution search or ddss.save_evolved_sampler")}
+_OTHER_KINDS = {  # header kinds of other ddss files -> what reads them
+    "unet": "a ddss UNet weight file: load it with ddss.models.pretrained.load",
+    "digits_classifier": "the digits classifier's weights, not a sampler",
+    "digits_eval_features": "the digits evaluation network's weights, not a sampler",
+}
+_REQUIRED = {  # header fields each kind needs (beyond kind and format_version)
+    KIND: ("family", "base", "eta", "num_steps", "clip_denoised"),
+    EVOLVED_KIND: ("sampler", "num_steps", "num_blocks", "clip_denoised"),
+}
+_MAX_HEADER = 100_000_000  # safetensors' own limit on the JSON header
+
+
+def _recover(path: str) -> str:
+    """How to get a good copy of a damaged sampler file back."""
+    assets = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models", "assets")
+    if os.path.abspath(path).startswith(assets + os.sep):
+        return "It ships with ddss: reinstall ddss (pip install --force-reinstall ddss)."
+    return ("To recover: delete it and rerun the command that wrote it with the same --workdir (the run re-exports "
+            "from its checkpoint in runs/<run>/checkpoints/ without training or searching again), or write it again "
+            "with ddss.save_sampler / ddss.save_evolved_sampler.")
+
+
+def safetensors_problem(path: str) -> str | None:
+    """What is wrong with an existing file that should be safetensors, as a phrase that follows its path
+    ("is truncated: ..."), or None when its layout is sound. Reads the bytes only; nothing is unpickled."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(64)
+        if size == 0:
+            return "is empty (0 bytes): it was cut short while being written (a killed run or a full disk)"
+        n = int.from_bytes(head[:8], "little") if size >= 8 else None
+        if n is None or n > _MAX_HEADER or (size > 8 and head[8:9] != b"{"):  # no safetensors header: what is it?
+            stripped = head.lstrip()
+            if head.startswith(b"version https://git-lfs"):
+                return "is a Git LFS pointer, not the file itself: fetch it with `git lfs pull`"
+            if head.startswith(b"PK\x03\x04"):
+                return ("is a zip archive (torch.save's .pt/.pth/.bin format, or a numpy .npz), not safetensors; ddss "
+                        "never unpickles files")
+            if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+                return "is a Python pickle (e.g. an old torch.save file), not safetensors; ddss never unpickles files"
+            if head.startswith(b"\x93NUMPY"):
+                return "is a numpy .npy array, not safetensors"
+            if stripped[:1] in (b"{", b"["):
+                return "is a JSON text file, not safetensors (a .timesteps.json twin? pass the .safetensors file)"
+            if stripped[:1] == b"<":
+                return "is an HTML/XML page (a failed download?), not safetensors"
+            if n is None:
+                return f"is only {size} bytes, too short for a safetensors file: it is truncated or not safetensors"
+            return f"is corrupt or not a safetensors file: its first bytes {head[:8]!r} are no safetensors header"
+        if size < 8 + n:
+            return (f"is truncated: it has {size} bytes, but its safetensors header alone is {n} bytes long "
+                    "(the file was cut short)")
+        f.seek(8)
+        raw = f.read(n)
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as e:
+        return f"has a damaged safetensors header (not valid JSON: {e})"
+    if not isinstance(header, dict):
+        return "has a damaged safetensors header (not a JSON object)"
+    try:
+        end = max([int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"], default=0)
+    except (KeyError, IndexError, TypeError, ValueError):
+        return "has a damaged safetensors header (a tensor entry without valid data_offsets)"
+    total = 8 + n + end
+    if size < total:
+        return (f"is truncated: it has {size} bytes, but its header describes {total} "
+                f"({total - size} bytes are missing: the file was cut short)")
+    if size > total:
+        return (f"is damaged: it has {size - total} unexpected bytes after its last tensor "
+                f"({size} bytes, {total} expected)")
+    return None
+
+
+def _read(path: str) -> tuple[dict, dict]:
+    """(tensors, decoded header) of a sampler file, or one SamplerFileError naming the path and the fix."""
+    if not os.path.exists(path):
+        raise SamplerFileNotFoundError(
+            f"Sampler file not found: {path}. Check the path: a DDSS run writes DIR/runs/<family>_K<K>/"
+            "sampler.safetensors and a search DIR/runs/evolution-<search>_B<K>/sampler.safetensors.")
+    if os.path.isdir(path):
+        raise SamplerFileError(f"{path} is a directory, not a sampler file: pass the sampler.safetensors inside it.")
+    problem = safetensors_problem(path)
+    if problem:
+        raise SamplerFileError(f"Sampler file {path} {problem}. {_recover(path)}")
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, framework="numpy") as f:
+            raw = f.metadata() or {}
+    except Exception as e:  # safetensors raises several types for damaged files
+        raise SamplerFileError(f"Sampler file {path} is damaged or not a safetensors file ({e}). "
+                               f"{_recover(path)}") from None
+    for key, value in raw.items():
+        try:
+            json.loads(value)
+        except ValueError as e:
+            raise SamplerFileError(f"Sampler file {path} has a damaged header: field {key!r} is not JSON ({e}; "
+                                   f"value {value[:40]!r}). {_recover(path)}") from None
+    try:
+        return params_io.load(path, what="sampler file")
+    except params_io.WeightFileError as e:
+        raise SamplerFileError(f"Sampler file {path} is damaged ({e.__cause__ or e}). {_recover(path)}") from None
+
+
+def _versions() -> str:
+    return ", ".join(map(str, SUPPORTED_FORMAT_VERSIONS))
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_header(path: str, meta: dict) -> str:
+    """The file's kind, after checking its kind, format version and required header fields."""
+    kind = meta.get("kind")
+    if not isinstance(kind, str) or kind not in _REQUIRED:
+        if kind is None:
+            found = ("its header has no 'kind' field" if meta else "it has no ddss header")
+            raise SamplerFileError(f"{path} is not a ddss sampler file: {found}, so it was not written by "
+                                   "ddss.save_sampler or ddss.save_evolved_sampler. Pass a run's sampler.safetensors.")
+        what = _OTHER_KINDS.get(kind, "not a sampler") if isinstance(kind, str) else "not a sampler"
+        raise SamplerFileError(f"{path} is not a ddss sampler file: its header's kind is {kind!r} ({what}); a "
+                               f"sampler file has kind {KIND!r} or {EVOLVED_KIND!r}.")
+    if "format_version" not in meta:
+        raise SamplerFileError(f"{path} has no 'format_version' in its header (a {kind} file needs one): the header "
+                               f"is damaged. {_recover(path)}")
+    version = meta["format_version"]
+    if _is_int(version) and version > FORMAT_VERSION:
+        raise SamplerFileError(f"{path} has format_version {version}, written by a newer ddss: this ddss reads "
+                               f"format_version {_versions()} only. Upgrade ddss "
+                               "(pip install -U ddss) to load it.")
+    if version not in SUPPORTED_FORMAT_VERSIONS or not _is_int(version):
+        raise SamplerFileError(f"{path} has format_version {version!r}, which no ddss writes (this one reads "
+                               f"{_versions()}): the header is damaged. {_recover(path)}")
+    needed = _REQUIRED[kind]
+    for field in needed:
+        if field not in meta:
+            raise SamplerFileError(f"{path} has no {field!r} field in its header (a {kind} file needs "
+                                   f"{', '.join(needed)}): the header is damaged or was edited. {_recover(path)}")
+
+    def bad(field, want):
+        raise SamplerFileError(f"{path} has a damaged header: {field} is {meta[field]!r} "
+                               f"({type(meta[field]).__name__}); it must be {want}. {_recover(path)}")
+
+    if not _is_int(meta["num_steps"]) or meta["num_steps"] < 1:
+        bad("num_steps", "a positive integer (K)")
+    if not isinstance(meta["clip_denoised"], bool):
+        bad("clip_denoised", "true or false")
+    ggdm_fields = kind == KIND or (meta["sampler"] == "ggdm" and any(f in meta for f in ("family", "base", "eta")))
+    if kind == EVOLVED_KIND:
+        if meta["sampler"] not in skipping.SAMPLERS:
+            bad("sampler", f"one of {skipping.SAMPLERS}")
+        if not _is_int(meta["num_blocks"]) or meta["num_blocks"] < 0:
+            bad("num_blocks", "a non-negative integer (L)")
+        if ggdm_fields:
+            for field in ("family", "base", "eta"):
+                if field not in meta:
+                    raise SamplerFileError(f"{path} has no {field!r} field in its header (a searched GGDM sampler "
+                                           "needs family, base and eta): the header is damaged or was edited. "
+                                           f"{_recover(path)}")
+    if ggdm_fields:
+        if meta["family"] not in ggdm.FAMILIES:
+            bad("family", f"one of {ggdm.FAMILIES}")
+        if meta["base"] not in ggdm.BASES:
+            bad("base", f"one of {ggdm.BASES}")
+        eta = meta["eta"]
+        if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0.0 <= eta <= 1.0:
+            bad("eta", "a number in [0, 1] (DDIM's η)")
+    return kind
+
+
+def _tensor(path: str, tensors: dict, name: str, kind: str) -> np.ndarray:
+    node = tensors
+    for part in name.split("/"):
+        node = node.get(part) if isinstance(node, dict) else None
+    if not isinstance(node, np.ndarray):
+        holds = ("learned/<name>, base_times and schedule/log_alpha_bar_table" if kind == KIND else
+                 "timesteps, skip_mask and schedule/log_alpha_bar_table")
+        raise SamplerFileError(f"{path} has no {name!r} tensor (a {kind} file holds {holds}): the file is damaged "
+                               f"or was edited. {_recover(path)}")
+    return node
+
+
+def _group(path: str, tensors: dict, name: str, kind: str) -> dict:
+    node = tensors.get(name)
+    if not isinstance(node, dict) or not all(isinstance(v, np.ndarray) for v in node.values()):
+        raise SamplerFileError(f"{path} has no {name}/<name> tensors (a {kind} file holds its GGDM arrays there): "
+                               f"the file is damaged or was edited. {_recover(path)}")
+    return node
+
+
+def _check_finite(path: str, arrays: dict[str, np.ndarray]) -> None:
+    bad = [name for name, v in arrays.items() if np.issubdtype(v.dtype, np.floating) and not np.all(np.isfinite(v))]
+    if bad:
+        raise NonFiniteSamplerError(f"{path} holds NaN or inf in {bad}: the sampler is invalid (its training "
+                                    f"diverged, or the file is damaged). {_recover(path)}")
+
+
+def _schedule(path: str, table: np.ndarray) -> schedules.Schedule:
+    if table.ndim != 1 or len(table) < 2:
+        raise SamplerFileError(f"{path} has a damaged schedule: schedule/log_alpha_bar_table has shape {table.shape}, "
+                               f"not [T] with T ≥ 2. {_recover(path)}")
+    if np.any(table >= 0) or np.any(np.diff(table) >= 0):
+        raise SamplerFileError(f"{path} has a damaged schedule: schedule/log_alpha_bar_table must be negative and "
+                               f"strictly decreasing (log ᾱ_t, t = 0..T−1). {_recover(path)}")
+    return schedules.Schedule(log_alpha_bar_table=table)
+
+
+def _mismatch(path, found: str, expected: str, fix: str) -> SamplerFileError:
+    return SamplerFileError(f"{path} holds {found}, not {expected}: {fix}")
+
+
+def _load_evolved(path: str, tensors: dict, meta: dict, family: str | None, num_steps: int | None,
+                  num_blocks: int | None) -> EvolvedSampler:
+    K, L, kind = meta["num_steps"], meta["num_blocks"], meta["sampler"]
+    file_family = meta.get("family", "ggdm") if kind == "ggdm" else None  # a GGDM search without a file: DPM-Solver++
+    if family is not None and file_family != family:
+        found = (f"a searched {kind} sampler of GGDM family {file_family}" if file_family else
+                 f"a searched {kind} sampler (no GGDM family)")
+        raise _mismatch(path, found, f"a {family} sampler", "pass the export of the sampler you mean, or load "
+                        "this one without family=" + (f" (or with family={file_family!r})." if file_family else "."))
+    if num_steps is not None and K != num_steps:
+        raise _mismatch(path, f"a K = {K} sampler", f"K = {num_steps}", f"search again with K = {num_steps} "
+                        "(config.searches), or load this one without num_steps=.")
+    if num_blocks is not None and L != num_blocks:
+        raise SamplerFileError(f"{path} was searched for a network with {L} skippable blocks; this model has "
+                               f"{num_blocks}. Its skip lists name blocks of that other network: search again for "
+                               "this model.")
+    t = _tensor(path, tensors, "timesteps", EVOLVED_KIND)
+    mask = _tensor(path, tensors, "skip_mask", EVOLVED_KIND)
+    table = _tensor(path, tensors, "schedule/log_alpha_bar_table", EVOLVED_KIND)
+    learned = _group(path, tensors, "ggdm", EVOLVED_KIND) if kind == "ggdm" and "ggdm" in tensors else None
+    if t.shape != (K,) or mask.shape != (K, L):
+        raise SamplerFileError(f"{path} is damaged: its header says K = {K}, L = {L}, but its arrays have shapes "
+                               f"timesteps {t.shape} and skip_mask {mask.shape} (need ({K},) and ({K}, {L})). "
+                               f"{_recover(path)}")
+    _check_finite(path, {"timesteps": t, "schedule/log_alpha_bar_table": table,
+                         **{f"ggdm/{k}": v for k, v in (learned or {}).items()}})
+    if not np.all((mask == 0) | (mask == 1)):
+        raise SamplerFileError(f"{path} is damaged: skip_mask holds values other than 0 and 1. {_recover(path)}")
+    schedule = _schedule(path, table)
+    mask = mask.astype(bool)
     try:
         skipping.check_timesteps(t, mask, schedule.num_timesteps)
     except ValueError as e:
-        raise params_io.WeightFileError(f"{path} does not hold a valid searched sampler: {e}") from None
+        raise SamplerFileError(f"{path} does not hold a valid searched sampler: {e} {_recover(path)}") from None
     template = None
-    if meta["sampler"] == "ggdm" and "ggdm" in tensors:
-        template = ggdm.GGDMParams(schedule=schedule, base_times=t.astype(np.float64), learned=tensors["ggdm"],
+    if learned is not None:
+        template = ggdm.GGDMParams(schedule=schedule, base_times=t.astype(np.float64), learned=learned,
                                    family=meta["family"], base=meta["base"], eta=float(meta["eta"]))
-    elif meta["sampler"] == "ggdm":
+        try:
+            ggdm.check_params(template)
+        except ValueError as e:
+            raise SamplerFileError(f"{path} does not hold a valid searched {meta['family']} sampler: {e} "
+                                   f"{_recover(path)}") from None
+    elif kind == "ggdm":
         template = ggdm.init(schedule, t.astype(np.float64), family="ggdm", base="dpm_solver++")
-    skipping.check_sampler(meta["sampler"], template)
-    return EvolvedSampler(kind=meta["sampler"], timesteps=t, skip=skipping.skip_lists(mask),
-                          num_blocks=int(meta["num_blocks"]), schedule=schedule,
-                          clip_denoised=bool(meta["clip_denoised"]), ggdm_params=template, metadata=meta)
+    try:
+        skipping.check_sampler(kind, template)
+    except ValueError as e:
+        raise SamplerFileError(f"{path}: {e}") from None
+    return EvolvedSampler(kind=kind, timesteps=t, skip=skipping.skip_lists(mask), num_blocks=int(L),
+                          schedule=schedule, clip_denoised=bool(meta["clip_denoised"]), ggdm_params=template,
+                          metadata=meta)
+
+
+def _load_learned(path: str, tensors: dict, meta: dict, family: str | None,
+                  num_steps: int | None) -> LoadedSampler:
+    K = meta["num_steps"]
+    if family is not None and meta["family"] != family:
+        raise _mismatch(path, f"a {meta['family']} sampler", family, f"export the {family} sampler, or load this "
+                        f"one with family={meta['family']!r}.")
+    if num_steps is not None and K != num_steps:
+        raise _mismatch(path, f"a K = {K} sampler", f"K = {num_steps}", "its steps and coefficients only work "
+                        f"together. Train or export one for K = {num_steps}.")
+    learned = _group(path, tensors, "learned", KIND)
+    base_times = _tensor(path, tensors, "base_times", KIND)
+    table = _tensor(path, tensors, "schedule/log_alpha_bar_table", KIND)
+    if base_times.shape != (K,):
+        raise SamplerFileError(f"{path} is damaged: its header says K = {K}, but base_times has shape "
+                               f"{base_times.shape}, not ({K},). {_recover(path)}")
+    _check_finite(path, {"base_times": base_times, "schedule/log_alpha_bar_table": table,
+                         **{f"learned/{k}": v for k, v in learned.items()}})
+    schedule = _schedule(path, table)
+    params = ggdm.GGDMParams(schedule=schedule, base_times=base_times, learned=learned,
+                             family=meta["family"], base=meta["base"], eta=float(meta["eta"]))
+    try:
+        loop.check_timesteps(base_times, schedule.num_timesteps)
+        ggdm.check_params(params)
+    except ValueError as e:
+        raise SamplerFileError(f"{path} does not hold a valid {meta['family']} sampler (K = {K}): {e} "
+                               f"{_recover(path)}") from None
+    return LoadedSampler(params=params, clip_denoised=bool(meta["clip_denoised"]), metadata=meta)
 
 
 def load_sampler(path: str, *, family: str | None = None, num_steps: int | None = None,
-                 num_blocks: int | None = None) -> LoadedSampler | EvolvedSampler:
+                 num_blocks: int | None = None, expect: str | None = None) -> LoadedSampler | EvolvedSampler:
     """Reads a file written by `save_sampler` or `save_evolved_sampler`. `family`, `num_steps` and
-    (searched samplers) `num_blocks`, when given, must match the file."""
-    tensors, meta = params_io.load(path, what="sampler file",
-                                   hint="Export one with `ddss --config=digits_ddss --workdir=DIR`.")
-    if meta.get("kind") == EVOLVED_KIND:
-        if num_steps is not None and meta["num_steps"] != num_steps:
-            raise ValueError(f"{path} holds a K = {meta['num_steps']} sampler, not K = {num_steps}.")
-        return _load_evolved(path, tensors, meta, num_blocks)
-    if meta.get("kind") != KIND:
-        raise params_io.WeightFileError(f"{path} is not a ddss sampler file (kind {meta.get('kind')!r}).")
-    if family is not None and meta["family"] != family:
-        raise ValueError(f"{path} holds a {meta['family']} sampler, not {family}: export the {family} sampler, or "
-                         f"load this one with family={meta['family']!r}.")
-    if num_steps is not None and meta["num_steps"] != num_steps:
-        raise ValueError(f"{path} holds a K = {meta['num_steps']} sampler, not K = {num_steps}; its steps and "
-                         "coefficients only work together. Train or export one for K = "
-                         f"{num_steps}.")
-    schedule = schedules.Schedule(log_alpha_bar_table=tensors["schedule"]["log_alpha_bar_table"])
-    params = ggdm.GGDMParams(schedule=schedule, base_times=tensors["base_times"], learned=tensors["learned"],
-                             family=meta["family"], base=meta["base"], eta=float(meta["eta"]))
-    if params.num_steps != meta["num_steps"]:
-        raise params_io.WeightFileError(f"{path} is corrupt: its header says K = {meta['num_steps']}, its arrays "
-                                        f"K = {params.num_steps}.")
-    try:
-        ggdm.check_params(params)
-    except FloatingPointError as e:
-        raise FloatingPointError(f"{path}: {e}") from None
-    except ValueError as e:
-        raise params_io.WeightFileError(f"{path} does not hold a valid {meta['family']} sampler: {e}") from None
-    return LoadedSampler(params=params, clip_denoised=bool(meta["clip_denoised"]), metadata=meta)
+    (searched samplers) `num_blocks`, when given, must match the file: a searched sampler's family is
+    its GGDM's (only `sampler = "ggdm"` has one). `expect` ("learned": a `LoadedSampler`, "searched":
+    an `EvolvedSampler`) refuses the other kind.
 
+    Any problem raises one `SamplerFileError` (a ValueError; `SamplerFileNotFoundError`, also a
+    FileNotFoundError, for a missing file; `NonFiniteSamplerError`, also a FloatingPointError, for
+    NaN or inf) whose message names the path, what is wrong and how to fix it."""
+    if expect is not None and expect not in EXPECT:
+        raise ValueError(f"expect={expect!r}: choose one of {tuple(EXPECT)} (or None for either).")
+    tensors, meta = _read(path)
+    kind = _check_header(path, meta)
+    if expect is not None and kind != EXPECT[expect]:
+        (found, wrote), (wanted, writes) = _KIND_NAMES[kind], _KIND_NAMES[EXPECT[expect]]
+        search = f", a {meta['sampler']} search" if kind == EVOLVED_KIND else ""
+        raise SamplerFileError(
+            f"{path} is {found} (kind {kind!r}{search}, {wrote}), but {wanted} (kind {EXPECT[expect]!r}, {writes}) is "
+            "expected here: pass " + ("a DDSS run's runs/<family>_K<K>/sampler.safetensors." if expect == "learned"
+                                      else "a search's runs/evolution-<search>_B<K>/sampler.safetensors."))
+    if kind == EVOLVED_KIND:
+        return _load_evolved(path, tensors, meta, family, num_steps, num_blocks)
+    return _load_learned(path, tensors, meta, family, num_steps)
+
+
+def load_ggdm_sampler(path: str, *, family: str | None = None, num_steps: int | None = None) -> LoadedSampler:
+    """A learned GGDM-family sampler (a DDSS export); any other file, a searched sampler included, is refused
+    with one clear error. Same as `load_sampler(path, expect="learned", ...)`."""
+    return load_sampler(path, family=family, num_steps=num_steps, expect="learned")

@@ -146,7 +146,7 @@ def test_cifar10_ddss_config_runs_end_to_end_on_a_diffusers_checkpoint(cifar_ass
     from ddss import load_sampler
 
     config = _cifar10_ddss_config(cifar_assets, reference_features=cifar_assets[2])
-    config.train.update(steps=2, batch_size=2, eval_every=2, val_samples=2, checkpoint_every=2, log_every=1)
+    config.train.update(steps=2, warmup_steps=0, batch_size=2, eval_every=2, val_samples=2, checkpoint_every=2, log_every=1)
     results = experiments.run(config, str(tmp_path / "work"))
     rows = {(r["method"], r["K"]): r for r in results["rows"]}
     assert set(rows) == {("ggdm+pred+time", 2), ("ddpm-3", 3)}

@@ -46,6 +46,8 @@ class EvaluateConfig:
         if not samplers:
             raise ValueError("config.samplers is empty: name one or more exported sampler files "
                              "(DIR/runs/<method>_K<K>/sampler.safetensors) or finished run directories.")
+        for path in samplers:  # a damaged or foreign file stops the run here, before any work
+            export.load_sampler(path)
         if labels and len(labels) != len(samplers):
             raise ValueError(f"config.labels has {len(labels)} names for {len(samplers)} samplers.")
         base = {k: v for k, v in c.items() if k not in _KEYS}

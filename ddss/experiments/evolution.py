@@ -137,7 +137,7 @@ def load_template(cfg: EvolutionConfig, target: targets.Target, k: int):
     if cfg.sampler != "ggdm":
         return None
     if cfg.ggdm_sampler:
-        loaded = export.load_sampler(os.path.expanduser(cfg.ggdm_sampler))
+        loaded = export.load_sampler(os.path.expanduser(cfg.ggdm_sampler), expect="learned")
         template = loaded.params
         if template.num_steps != k:
             raise ValueError(f"{cfg.ggdm_sampler} is a K = {template.num_steps} GGDM; a search of {k} steps needs a "

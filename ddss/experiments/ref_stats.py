@@ -116,6 +116,8 @@ def _source(config, extractor):
 
 def run(config, workdir: str) -> dict:
     cfg = RefStatsConfig.from_config(config)
+    if cfg.source == "folder":
+        folder_files(config.get("folder", ""))  # a missing or empty folder is named before any network loads
     extractor = features.from_config(config.features)
     total, read, info = _source(config, extractor)
     writers.claim_workdir(workdir, config)

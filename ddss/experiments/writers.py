@@ -24,6 +24,14 @@ def _short(value, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def _holds_work(workdir: str) -> bool:
+    """True when the directory holds any file besides its config.json record (empty folders do not count)."""
+    for root, _, files in os.walk(workdir):
+        if any(not (root == workdir and f == "config.json") for f in files):
+            return True
+    return False
+
+
 def claim_workdir(workdir: str, config) -> None:
     """Records which experiment, with which configuration, a work directory holds (DIR/config.json: every
     field of the resolved config, so the model or mixture, schedule, T, seeds and feature networks all
@@ -31,7 +39,10 @@ def claim_workdir(workdir: str, config) -> None:
 
     A rerun of the same configuration resumes or reuses what is there; anything else would mix results
     of two settings (a sampler trained for one mixture scored as another's, one experiment's
-    results.json overwriting another's)."""
+    results.json overwriting another's). A directory that holds nothing but its config.json (the run
+    stopped before writing anything, e.g. at a missing file) is taken over by the new configuration."""
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise ValueError(f"The work directory {workdir} is a file, not a directory: pass a directory to --workdir.")
     c = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     description = json.loads(json.dumps({"experiment": c.get("experiment", ""), "config": c}, default=str))
     path = os.path.join(workdir, "config.json")
@@ -44,6 +55,9 @@ def claim_workdir(workdir: str, config) -> None:
                              "safely. Use a new --workdir, or delete that directory to start over.") from None
         if previous == description:
             return
+        if not _holds_work(workdir):  # a run that stopped before writing anything (a bad path, say): take it over
+            os.remove(path)
+            return claim_workdir(workdir, config)
         if previous.get("experiment") != description["experiment"]:
             raise ValueError(f"{workdir} holds a {previous.get('experiment')!r} run; this is a "
                              f"{description['experiment']!r} run. Use a new --workdir (results never overwrite "

@@ -24,6 +24,22 @@ passed in directly, of the parameter arrays: `params_sha256`), and `identity()` 
 Config (`config.features`, `config.eval_features`): `name`, `weights` ("" = default), `output`
 (inception only), `check_hash` (inception only, default True: False accepts a .pth other than
 pytorch-fid's file), `batch_size` (host-side extraction).
+
+Input checks. Every extractor takes float NHWC images in [-1, 1] (what the project's samplers and
+data loaders produce) and refuses, with one ValueError naming the range it detected and the fix:
+  * integer dtypes (uint8 images are [0, 255]: x.astype(np.float32) / 127.5 - 1), and float values
+    outside [-1, 1] (beyond 1e-3; [0, 255] floats included: x / 127.5 - 1),
+  * NaN or inf, an empty batch, the wrong rank, channel count or (digits) image size,
+  * images that look like [0, 1] (map them with x * 2 - 1), by this rule (`looks_like_unit_range`):
+    a batch of at least `RANGE_GUESS_MIN_IMAGES` = 8 images whose every value is >= 0 and that is not
+    constant. A [-1, 1] image with no value below 0 has no pixel darker than mid-grey in any channel;
+    that happens for a few bright images, but for 8 independent images at once it is implausible
+    (even if 1 image in 10 were that bright, 1e-8), while a [0, 1] batch always has min >= 0. Digits
+    samples and data have a -1 background, so they never come close. Smaller batches and constant
+    batches (e.g. all-zero placeholders, mid-grey in [-1, 1]) carry too little evidence and pass.
+    `check_range=False` (on `features`, `logits_numpy`, `__call__`, `logits`, `check`) skips this
+    guess only, for a set of genuinely bright [-1, 1] images; the hard [-1, 1] bounds always apply.
+Under jit (traced images) no value check runs.
 """
 from __future__ import annotations
 
@@ -41,6 +57,24 @@ from tqdm.auto import tqdm
 from ddss.metrics import inception
 
 EXTRACTORS = ("inception", "digits", "digits_eval")
+RANGE_GUESS_MIN_IMAGES = 8  # see the module docstring: fewer [0, 1]-looking images are not refused
+
+
+def looks_like_unit_range(images) -> bool:
+    """True for a batch that looks like [0, 1] images rather than [-1, 1] ones: at least
+    `RANGE_GUESS_MIN_IMAGES` images, every value >= 0, not constant (module docstring)."""
+    a = np.asarray(images)
+    if a.ndim < 1 or len(a) < RANGE_GUESS_MIN_IMAGES:
+        return False
+    lo, hi = float(a.min()), float(a.max())
+    return lo >= 0.0 and hi > lo
+
+
+def _positive_batch_size(batch_size) -> None:
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
+                                   or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive integer (or None for the extractor's default), "
+                         f"got {batch_size!r}.")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -58,34 +92,52 @@ class FeatureExtractor:
         """{"name": ..., "sha256": ...}: which network, and exactly which weights."""
         return {"name": self.name, "sha256": self.weights_sha256}
 
-    def check(self, images) -> None:
-        """One clear error for images this extractor would mis-score (skipped under jit)."""
+    def check(self, images, *, check_range: bool = True) -> None:
+        """One clear error for images this extractor would mis-score (skipped under jit): see the
+        module docstring. `check_range=False` skips only the [0, 1] guess."""
         h, w, c = self.image_shape
-        inception.check_images(images, channels=c, what=f"The {self.name} feature extractor")
+        what = f"The {self.name} feature extractor"
         if isinstance(images, jax.core.Tracer):
             return
-        got = tuple(np.shape(images)[1:3])
+        shape = np.shape(images)
+        dtype = getattr(images, "dtype", None)
+        if dtype is None:
+            dtype = np.asarray(images).dtype
+        if len(shape) == 4 and shape[0] == 0:
+            raise ValueError(f"{what} got an empty batch (0 images, shape {shape}); pass at least one image.")
+        if np.issubdtype(dtype, np.integer):
+            raise ValueError(f"{what} expects float images in [-1, 1], got dtype {dtype}: these look like [0, 255] "
+                             "images. Map them with images.astype(np.float32) / 127.5 - 1.")
+        inception.check_images(images, channels=c, what=what)  # rank, channels, dtype, NaN/inf, [-1, 1] bounds
+        got = tuple(shape[1:3])
         if h is not None and got != (h, w):
-            raise ValueError(f"The {self.name} feature extractor takes {h}×{w} images, got {got[0]}×{got[1]}.")
+            raise ValueError(f"{what} takes {h}×{w} images, got {got[0]}×{got[1]}.")
+        if check_range and looks_like_unit_range(images):
+            a = np.asarray(images)
+            raise ValueError(f"{what} expects images in [-1, 1], but all {len(a)} images have values in "
+                             f"[{float(a.min()):.4g}, {float(a.max()):.4g}], none below 0: they look like [0, 1]: map "
+                             "them with x * 2 - 1. (If they really are [-1, 1] images without a single value below 0, "
+                             "pass check_range=False.)")
 
-    def __call__(self, images) -> jax.Array:
+    def __call__(self, images, *, check_range: bool = True) -> jax.Array:
         """Features [N, dim] (float32); usable inside jit and grad."""
-        self.check(images)
+        self.check(images, check_range=check_range)
         return self.apply(self.params, images)
 
-    def logits(self, images) -> jax.Array:
+    def logits(self, images, *, check_range: bool = True) -> jax.Array:
         if self.logits_apply is None:
             raise ValueError(f"The {self.name} feature extractor has no classifier logits.")
-        self.check(images)
+        self.check(images, check_range=check_range)
         return self.logits_apply(self.params, images)
 
     @functools.cached_property
     def _jitted(self):
         return jax.jit(self.apply), (jax.jit(self.logits_apply) if self.logits_apply else None)
 
-    def _batched(self, fn, images, batch_size, progress, desc) -> np.ndarray:
+    def _batched(self, fn, images, batch_size, progress, desc, check_range) -> np.ndarray:
+        _positive_batch_size(batch_size)
         images = np.asarray(images)
-        self.check(images)
+        self.check(images, check_range=check_range)
         bs = min(batch_size or self.batch_size, len(images))
         out = []
         for start in tqdm(range(0, len(images), bs), desc=desc, disable=not progress, leave=False):
@@ -96,14 +148,18 @@ class FeatureExtractor:
             out.append(np.asarray(fn(self.params, jnp.asarray(batch, jnp.float32)), np.float64)[:n])
         return np.concatenate(out)
 
-    def features(self, images, *, batch_size: int | None = None, progress: bool = False) -> np.ndarray:
-        """Host-side extraction in fixed-size jitted batches: float64 numpy [N, dim]."""
-        return self._batched(self._jitted[0], images, batch_size, progress, f"{self.name} features")
+    def features(self, images, *, batch_size: int | None = None, progress: bool = False,
+                 check_range: bool = True) -> np.ndarray:
+        """Host-side extraction in fixed-size jitted batches: float64 numpy [N, dim]. The whole set is
+        checked first (`check`); `check_range=False` skips only the [0, 1] guess."""
+        return self._batched(self._jitted[0], images, batch_size, progress, f"{self.name} features", check_range)
 
-    def logits_numpy(self, images, *, batch_size: int | None = None, progress: bool = False) -> np.ndarray:
+    def logits_numpy(self, images, *, batch_size: int | None = None, progress: bool = False,
+                     check_range: bool = True) -> np.ndarray:
+        """Host-side classifier logits [N, classes] (float64), checked as `features` is."""
         if self.logits_apply is None:
             raise ValueError(f"The {self.name} feature extractor has no classifier logits.")
-        return self._batched(self._jitted[1], images, batch_size, progress, f"{self.name} logits")
+        return self._batched(self._jitted[1], images, batch_size, progress, f"{self.name} logits", check_range)
 
 
 def file_sha256(path: str) -> str:

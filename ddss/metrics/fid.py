@@ -45,20 +45,28 @@ def warn_if_rank_deficient(num_samples: int, dim: int) -> None:
 
 
 def statistics(features) -> tuple[np.ndarray, np.ndarray]:
-    """(μ, Σ) of features [N, D] in float64 (Σ unbiased, as numpy.cov and pytorch-fid)."""
-    acc = stats.RunningStats().update(features)
+    """(μ, Σ) of features [N, D] in float64 (Σ unbiased, as numpy.cov and pytorch-fid).
+
+    Refuses anything but a finite real [N, D] array with N ≥ 2 (images are not flattened into
+    "features": they go through a feature extractor first)."""
+    f = stats.as_features(features, "FID statistics: features", min_samples=2,
+                          reason="a covariance needs")
+    acc = stats.RunningStats().update(f)
     warn_if_rank_deficient(acc.count, acc.mean.shape[0])
     return acc.mu, acc.sigma
 
 
 def _as_stats(mu1, sigma1, mu2, sigma2):
-    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
-    sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
-    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
-        raise ValueError(f"Statistics differ in shape: {mu1.shape}/{sigma1.shape} vs {mu2.shape}/{sigma2.shape}.")
-    for name, a in (("mu1", mu1), ("sigma1", sigma1), ("mu2", mu2), ("sigma2", sigma2)):
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"FID: {name} contains NaN or inf; recompute the statistics from finite features.")
+    """Both (μ, Σ) as float64, checked (`stats.check_covariance`: shapes μ [D], Σ [D, D], finite,
+    Σ symmetric PSD) and of the same dimension D."""
+    mu1, mu2 = np.atleast_1d(mu1), np.atleast_1d(mu2)  # a scalar μ is a 1-d Gaussian (Σ [1, 1])
+    sigma1, sigma2 = np.atleast_2d(sigma1), np.atleast_2d(sigma2)
+    mu1, sigma1 = stats.check_covariance(mu1, sigma1, "FID: the first statistics (mu1, sigma1)")
+    mu2, sigma2 = stats.check_covariance(mu2, sigma2, "FID: the second statistics (mu2, sigma2)")
+    if mu1.shape != mu2.shape:
+        raise ValueError(f"FID: statistics differ in shape: {mu1.shape}/{sigma1.shape} vs {mu2.shape}/{sigma2.shape}: "
+                         f"{mu1.shape[0]}-d vs {mu2.shape[0]}-d features come from different feature spaces. "
+                         "Compute both with the same feature extractor.")
     return mu1, sigma1, mu2, sigma2
 
 
@@ -90,7 +98,14 @@ def _sqrtm_trace(sigma1, sigma2, eps: float) -> float:
 
 
 def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6, *, method: str = "eigh") -> float:
-    """Fréchet distance of two Gaussians, float64 on the host. `method`: "eigh" (default) or "sqrtm" (pytorch-fid)."""
+    """Fréchet distance of two Gaussians, float64 on the host. `method`: "eigh" (default) or "sqrtm" (pytorch-fid).
+
+    Both μ must be [D] and both Σ [D, D] of the same D, finite, symmetric and positive semi-definite
+    (within the round-off tolerances of `stats.check_covariance`): anything else raises ValueError."""
+    if method not in ("eigh", "sqrtm"):
+        raise ValueError(f"Unknown FID method {method!r}; choose 'eigh' or 'sqrtm'.")
+    if not (np.isfinite(eps) and eps >= 0):
+        raise ValueError(f"FID: eps must be a finite number >= 0, got {eps!r}.")
     mu1, sigma1, mu2, sigma2 = _as_stats(mu1, sigma1, mu2, sigma2)
     diff = mu1 - mu2
     if method == "sqrtm":
@@ -103,8 +118,15 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6, *, method: str
 
 
 def frechet_distance_of(features, mu_ref, sigma_ref, *, method: str = "eigh") -> float:
-    """Fréchet distance of a feature set [N, D] to reference statistics."""
-    return frechet_distance(*statistics(features), mu_ref, sigma_ref, method=method)
+    """Fréchet distance of a feature set [N, D] (N ≥ 2, finite; never images) to reference statistics
+    (μ [D], Σ [D, D] of the same D)."""
+    f = stats.as_features(features, "frechet_distance_of: features", min_samples=2, reason="a covariance needs")
+    d_ref = np.shape(np.atleast_1d(mu_ref))
+    if len(d_ref) == 1 and d_ref[0] != f.shape[1]:
+        raise ValueError(f"frechet_distance_of: the features are {f.shape[1]}-d but the reference statistics are "
+                         f"{d_ref[0]}-d: they come from different feature spaces. Use the reference statistics "
+                         "of the feature extractor that made these features.")
+    return frechet_distance(*statistics(f), mu_ref, sigma_ref, method=method)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -121,13 +143,31 @@ class Reference:
 
     @classmethod
     def from_stats(cls, mu, sigma) -> "Reference":
-        mu, sigma, _, _ = _as_stats(mu, sigma, mu, sigma)
+        """From reference (μ [D], Σ [D, D]), checked as `frechet_distance` checks them."""
+        mu, sigma = stats.check_covariance(np.atleast_1d(mu), np.atleast_2d(sigma), "FID reference statistics")
         return cls(jnp.asarray(mu, jnp.float32), jnp.asarray(psd_sqrt(sigma), jnp.float32),
                    jnp.asarray(np.trace(sigma), jnp.float32))
 
 
+def _ref_dim(ref) -> int:
+    if not all(hasattr(ref, a) for a in ("mu", "sqrt_sigma", "trace_sigma")) or np.ndim(ref.mu) != 1:
+        raise TypeError(f"The reference must be a fid.Reference (fid.Reference.from_stats(mu, sigma)), got "
+                        f"{type(ref).__name__}.")
+    return int(np.shape(ref.mu)[0])
+
+
 def jax_distance(mu, sigma, ref: Reference) -> jax.Array:
-    """Fréchet distance of (μ, Σ) to `ref` in float32 (jittable): the nuclear norm of Σ_ref^{1/2} Σ^{1/2}."""
+    """Fréchet distance of (μ, Σ) to `ref` in float32 (jittable): the nuclear norm of Σ_ref^{1/2} Σ^{1/2}.
+
+    Shapes (μ [D], Σ [D, D], D of `ref`) are checked always; values (finite, Σ symmetric PSD) only
+    outside jit, on concrete arrays."""
+    d = _ref_dim(ref)
+    if np.ndim(mu) != 1 or np.shape(sigma) != (np.shape(mu)[0],) * 2 or np.shape(mu)[0] != d:
+        raise ValueError(f"jax_distance: needs mu [D] and sigma [D, D] with the reference's D = {d}, got mu "
+                         f"{np.shape(mu)} and sigma {np.shape(sigma)}. Compute them from features of the "
+                         "reference's feature extractor.")
+    if not isinstance(mu, jax.core.Tracer) and not isinstance(sigma, jax.core.Tracer):
+        stats.check_covariance(np.asarray(mu), np.asarray(sigma), "jax_distance: (mu, sigma)")
     mu, sigma = jnp.asarray(mu, jnp.float32), jnp.asarray(sigma, jnp.float32)
     diff = mu - ref.mu
     lam, vecs = jnp.linalg.eigh((sigma + sigma.T) / 2)
@@ -140,9 +180,21 @@ def jax_distance_of_features(features, ref: Reference) -> jax.Array:
     """Fréchet distance of a feature batch [N, D] to `ref` in float32 (jittable, differentiable).
 
     The trace term is the nuclear norm of the whitened, centred features Y = X_c Σ_ref^{1/2} / √(N−1)
-    (sum of singular values: see the module docstring), for any N (N ≤ D included).
+    (sum of singular values: see the module docstring), for any N ≥ 2 (N ≤ D included).
+    Shapes are checked (static, also under jit): features must be [N, D] with the reference's D, never
+    images (those go through the feature extractor first).
     """
-    f = features.reshape(features.shape[0], -1).astype(jnp.float32)
+    d = _ref_dim(ref)
+    shape = np.shape(features)
+    if len(shape) != 2:
+        raise ValueError(f"jax_distance_of_features: features must be [N, D], got shape {shape}. Images must go "
+                         "through the feature extractor first (extractor(images) -> [N, D]).")
+    if shape[1] != d:
+        raise ValueError(f"jax_distance_of_features: the features are {shape[1]}-d but the reference is {d}-d: "
+                         "they come from different feature spaces.")
+    if shape[0] < 2:
+        raise ValueError(f"jax_distance_of_features: a covariance needs at least 2 samples, got {shape[0]}.")
+    f = jnp.asarray(features).astype(jnp.float32)
     n = f.shape[0]
     mu = f.mean(axis=0)
     xc = f - mu

@@ -17,7 +17,11 @@ take about 10 s on 2 CPU cores).
 """
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
+
+from ddss.metrics import stats
 
 __all__ = ["precision_recall", "knn_radii", "DEFAULT_K"]
 
@@ -25,14 +29,20 @@ DEFAULT_K = 3
 
 
 def _check(features, what: str, k: int) -> np.ndarray:
+    """Float64 [N, dim], checked: a real dtype, 2-D (never images), N ≥ k + 1, finite."""
+    stats._real_dtype(features, f"{what} features")
+    if np.ndim(features) != 2:
+        raise ValueError(f"{what} features must be a 2-D array [N, dim], got shape {np.shape(features)}. "
+                         f"{stats._FEATURE_HINT}")
     f = np.asarray(features, dtype=np.float64)
-    if f.ndim != 2:
-        raise ValueError(f"{what} features must be a 2-D array [N, dim], got shape {np.shape(features)}.")
     if len(f) < k + 1:
         raise ValueError(f"Precision/recall with k={k} needs at least k+1={k + 1} {what} samples "
-                         f"(each needs k other neighbours), got {len(f)}.")
+                         f"(each needs k other neighbours), got {len(f)}. Lower k or bring more samples.")
+    if f.shape[1] == 0:
+        raise ValueError(f"{what} features have 0 dimensions (shape {f.shape}); pass the extractor's features.")
     if not np.all(np.isfinite(f)):
-        raise ValueError(f"{what} features contain NaN or infinite values.")
+        raise ValueError(f"{what} features contain NaN or infinite values; the samples that produced them are "
+                         "invalid.")
     return f
 
 
@@ -45,8 +55,14 @@ def _squared_distances(a: np.ndarray, b: np.ndarray, b_sq: np.ndarray) -> np.nda
     return np.maximum(d, 0.0, out=d)
 
 
+def _is_positive_int(value) -> bool:
+    """An integer >= 1 (a float with an integer value counts; bools, NaN, inf and strings do not)."""
+    return (not isinstance(value, bool) and isinstance(value, numbers.Real) and bool(np.isfinite(value))
+            and int(value) == value and value >= 1)
+
+
 def _batch_size(batch_size: int) -> int:
-    if int(batch_size) != batch_size or batch_size < 1:
+    if not _is_positive_int(batch_size):
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
     return int(batch_size)
 
@@ -82,7 +98,7 @@ def knn_radii(features, *, k: int = DEFAULT_K, batch_size: int = 1000) -> np.nda
 
 
 def _check_k(k) -> int:
-    if isinstance(k, bool) or int(k) != k or k < 1:
+    if not _is_positive_int(k):
         raise ValueError(f"k must be a positive integer, got {k!r}.")
     return int(k)
 
@@ -91,7 +107,9 @@ def precision_recall(real_features, fake_features, *, k: int = DEFAULT_K,
                      batch_size: int = 1000) -> tuple[np.float64, np.float64]:
     """(precision, recall) of fake features [M, dim] against real features [N, dim], both in [0, 1].
 
-    Both sets need at least k+1 samples, the same dim, and finite values. Both are centred on the
+    Both sets need at least k+1 samples (k < N: each sample needs k other neighbours), the same dim,
+    real-valued finite values, and must be 2-D features (never images); anything else raises
+    ValueError (TypeError for a non-real dtype). Both are centred on the
     real features' mean first (distances do not change; the float64 expansion loses fewer digits).
     """
     k = _check_k(k)
@@ -99,7 +117,8 @@ def precision_recall(real_features, fake_features, *, k: int = DEFAULT_K,
     real = _check(real_features, "real", k)
     fake = _check(fake_features, "fake", k)
     if real.shape[1] != fake.shape[1]:
-        raise ValueError(f"Real and fake features differ in dimension: {real.shape[1]} vs {fake.shape[1]}.")
+        raise ValueError(f"Real and fake features differ in dimension: {real.shape[1]} vs {fake.shape[1]}; "
+                         "they come from different feature spaces: extract both with the same feature extractor.")
     centre = real.mean(0)
     real, fake = real - centre, fake - centre
     precision = _coverage(fake, real, _radii_sq(real, k, batch_size), batch_size)

@@ -36,10 +36,16 @@ import numpy as np
 
 from ddss.models import params_io, pretrained, unet
 
+
+class MissingWeightsError(params_io.WeightFileError, FileNotFoundError):
+    """The checkpoint directory has no weights file (a WeightFileError and a FileNotFoundError)."""
+
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 PICKLED_WEIGHTS = "diffusion_pytorch_model.bin"
 _WHERE = ("Download it with `huggingface-cli download google/ddpm-cifar10-32 --local-dir DIR` "
           "(or any diffusers UNet2DModel repository) and pass DIR.")
+_AGAIN = ("Download the checkpoint again (`huggingface-cli download REPO --local-dir DIR`; an interrupted download "
+          "leaves files cut short)")
 _DEPRECATED_ATTENTION = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out_0"}
 _UNSUPPORTED = {  # config field -> the only value this UNet implements
     "time_embedding_type": "positional",
@@ -55,6 +61,9 @@ PREDICTION_TYPES = {"epsilon": "eps", "v_prediction": "v", "sample": "x0"}  # di
 
 def unet_directory(path: str) -> str:
     """The folder holding the UNet's config.json: `path` itself or its `unet/` subfolder."""
+    if os.path.isfile(path):
+        raise FileNotFoundError(f"Checkpoint {path!r} is a file; pass the directory holding its config.json and "
+                                f"{WEIGHTS}. {_WHERE}")
     if not os.path.isdir(path):
         raise FileNotFoundError(f"Checkpoint directory {path!r} does not exist. {_WHERE}")
     for candidate in (path, os.path.join(path, "unet")):
@@ -62,6 +71,23 @@ def unet_directory(path: str) -> str:
             return candidate
     raise FileNotFoundError(f"No config.json in {path!r} or {os.path.join(path, 'unet')!r}: not a diffusers UNet "
                             f"checkpoint. {_WHERE}")
+
+
+def read_json(path: str, what: str) -> dict:
+    """A JSON object from `path`; one ValueError naming the path and the position of a syntax error."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno} (char {e.pos}). "
+                         f"Fix that spot, or download the checkpoint's {what} again.") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not a UTF-8 JSON text file ({e.reason} at byte {e.start}): it is damaged. "
+                         f"Download the checkpoint's {what} again.") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path} holds a JSON {type(value).__name__}, not an object of {what} fields: it is not a "
+                         f"diffusers {what}.")
+    return value
 
 
 def config_from_diffusers(cfg: dict) -> unet.UNetConfig:
@@ -134,10 +160,15 @@ def read_state_dict(directory: str) -> tuple[dict[str, np.ndarray], str]:
     if os.path.isfile(path):
         from safetensors.numpy import load_file
 
+        from ddss.export import safetensors_problem
+
+        problem = safetensors_problem(path)
+        if problem:
+            raise params_io.WeightFileError(f"{path} {problem}. {_AGAIN}.")
         try:
             return load_file(path), path
         except Exception as e:  # safetensors raises several types for damaged files
-            raise params_io.WeightFileError(f"{path} is corrupt or not a safetensors file ({e}). {_WHERE}") from e
+            raise params_io.WeightFileError(f"{path} is corrupt or not a safetensors file ({e}). {_AGAIN}.") from None
     pickled = os.path.join(directory, PICKLED_WEIGHTS)
     if os.path.isfile(pickled):
         try:
@@ -147,9 +178,25 @@ def read_state_dict(directory: str) -> tuple[dict[str, np.ndarray], str]:
                 f"{directory} has only {PICKLED_WEIGHTS}, which needs torch to read. Install torch, or convert it once "
                 f"with `python -c \"import torch, safetensors.torch as st; st.save_file(torch.load('{pickled}', "
                 f"weights_only=True), '{path}')\"`.") from None
-        state = torch.load(pickled, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(pickled, map_location="cpu", weights_only=True)
+        except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for damaged files
+            text = str(e).strip()
+            inner = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n\n|Check the documentation|$)", text, re.S)
+            first = inner.group(1) if inner else (text.split(". ")[0] if text else type(e).__name__)
+            raise params_io.WeightFileError(
+                f"{pickled} cannot be read with torch.load(weights_only=True) ({first}): it is damaged, or holds "
+                f"objects other than tensors, which ddss never unpickles. {_AGAIN}, or save it as {WEIGHTS} where you "
+                "trust it.") from None
+        others = sorted(k for k, v in state.items() if not isinstance(v, torch.Tensor)) if isinstance(state, dict) \
+            else None
+        if others is None or others:
+            found = f"entries that are not tensors: {others[:5]}" if others else f"a {type(state).__name__}"
+            raise params_io.WeightFileError(f"{pickled} is not a UNet state dict of tensors (it holds {found}). "
+                                            f"Pass the directory diffusers' save_pretrained wrote. {_WHERE}")
         return {k: v.float().numpy() for k, v in state.items()}, pickled
-    raise params_io.WeightFileError(f"No {WEIGHTS} (or {PICKLED_WEIGHTS}) in {directory}. {_WHERE}")
+    raise MissingWeightsError(f"No {WEIGHTS} (or {PICKLED_WEIGHTS}) in {directory}: the weights are missing. "
+                              f"{_WHERE}")
 
 
 def scheduler_config(path: str) -> tuple[dict, str]:
@@ -159,8 +206,7 @@ def scheduler_config(path: str) -> tuple[dict, str]:
     for candidate in (os.path.join(path, "scheduler_config.json"), os.path.join(path, "scheduler", "scheduler_config.json"),
                       os.path.join(os.path.dirname(os.path.normpath(path)), "scheduler", "scheduler_config.json")):
         if os.path.isfile(candidate):
-            with open(candidate) as f:
-                return json.load(f), candidate
+            return read_json(candidate, "scheduler config"), candidate
     return {}, ""
 
 
@@ -169,10 +215,17 @@ def schedule_spec_from_scheduler(sc: dict) -> dict:
     if sc.get("trained_betas") is not None:
         raise ValueError("Schedules given as `trained_betas` are not supported; use a linear or cosine schedule.")
     kind = sc.get("beta_schedule", "linear")
-    steps = int(sc.get("num_train_timesteps", 1000))
+
+    def number(field, default, cast):
+        value = sc.get(field, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or cast(value) != value:
+            raise ValueError(f"{field} is {value!r}; it must be {'an integer' if cast is int else 'a number'}.")
+        return cast(value)
+
+    steps = number("num_train_timesteps", 1000, int)
     if kind == "linear":
-        return {"kind": "linear_beta", "num_timesteps": steps, "beta_start": float(sc.get("beta_start", 1e-4)),
-                "beta_end": float(sc.get("beta_end", 0.02))}
+        return {"kind": "linear_beta", "num_timesteps": steps, "beta_start": number("beta_start", 1e-4, float),
+                "beta_end": number("beta_end", 0.02, float)}
     if kind == "squaredcos_cap_v2":
         return {"kind": "cosine", "num_timesteps": steps}
     raise ValueError(f"beta_schedule {kind!r} is not supported; use 'linear' or 'squaredcos_cap_v2'.")
@@ -192,12 +245,21 @@ def load_diffusers(path: str, *, prediction_type: str | None = None) -> pretrain
 
     `prediction_type` ("epsilon", "v_prediction" or "sample") overrides the scheduler config's; with
     neither, the network is taken to predict ε (as DDPM)."""
+    path = os.path.expanduser(path)
     directory = unet_directory(path)
-    with open(os.path.join(directory, "config.json")) as f:
-        config = config_from_diffusers(json.load(f))
-    pretrained.check_output_channels(config, source=os.path.join(directory, "config.json"))
+    config_path = os.path.join(directory, "config.json")
+    try:
+        config = config_from_diffusers(read_json(config_path, "config.json"))
+    except (TypeError, ValueError) as e:
+        if str(e).startswith(config_path):
+            raise
+        raise ValueError(f"{config_path} cannot be converted: {e}") from None
+    pretrained.check_output_channels(config, source=config_path)
     sc, found = scheduler_config(path)
-    spec = schedule_spec_from_scheduler(sc)
+    try:
+        spec = schedule_spec_from_scheduler(sc)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{found}: {e}" if found else str(e)) from None
     if prediction_type is not None:
         if sc.get("prediction_type") not in (None, prediction_type):
             logging.warning("prediction_type=%r overrides %r from %s.", prediction_type, sc["prediction_type"], found)
@@ -209,7 +271,7 @@ def load_diffusers(path: str, *, prediction_type: str | None = None) -> pretrain
         logging.warning("No scheduler_config.json next to %s; assuming DDPM's linear-β schedule with T=1000%s.", path,
                         "" if prediction_type else " and ε-prediction (pass prediction_type= to say otherwise)")
     state, source = read_state_dict(directory)
-    params = params_from_diffusers(state, config, source=source)
+    params = params_from_diffusers(state, config, source=f"{source} (with {config_path})")
     params_io.check_finite(params, source=source)
     metadata = {"source": source, "prediction_type": kind}
     if sc.get("variance_type") is not None:
