@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=dot")  # as the CLI runs
@@ -39,6 +40,7 @@ LOSSES = {
     "teacher-pixels,lr=3e-3": ("teacher", {"teacher_space": "pixels"}, {"learning_rate": 3e-3}),
     "teacher-pixels,steps=50": ("teacher", {"teacher_space": "pixels"}, {"steps": 50}),
     "teacher-pixels,steps=200": ("teacher", {"teacher_space": "pixels"}, {"steps": 200}),
+    "teacher-pixels,lr=3e-2,steps=200": ("teacher", {"teacher_space": "pixels"}, {"learning_rate": 3e-2, "steps": 200}),
 }
 DEFAULT_RUNGS = ("kid@ddim-quadratic", "teacher-pixels@ddim-quadratic", "teacher-features@ddim-quadratic",
                  "kid+teacher-pixels@ddim-quadratic", "teacher-pixels,lr=3e-2@ddim-quadratic",
@@ -86,7 +88,9 @@ def main():
     config.samplers = tuple(path for _, path in exports)
     config.labels = tuple(rung for rung, _ in exports)
     config.methods = tuple(args.methods)
-    results = experiments.run(config, os.path.join(root, "evaluate"))
+    evaluate_dir = os.path.join(root, "evaluate")
+    shutil.rmtree(evaluate_dir, ignore_errors=True)  # scores of this rung set only: derived, so recomputed
+    results = experiments.run(config, evaluate_dir)
     print(f"\nK = {args.k}: ladder in both spaces (2000 held-out samples)")
     print(evaluation.format_table([r for r in results["rows"] if r["K"] == args.k or r["method"] == "data"]))
 

@@ -118,7 +118,8 @@ def test_extractor_interface(all_digits):
     assert "digits_eval" in features.EXTRACTORS
     logits = ext.logits_numpy(images[:300])
     assert logits.shape == (300, 10) and np.mean(np.argmax(logits, -1) == labels[:300]) > 0.97
-    np.testing.assert_allclose(np.asarray(ext(images[:5])), ext.features(images[:5]), rtol=1e-6, atol=1e-6)
+    eager, jitted = np.asarray(ext(images[:5])), ext.features(images[:5])  # two programs: float32 round-off
+    np.testing.assert_allclose(eager, jitted, rtol=0, atol=1e-5 * np.abs(jitted).max())  # measured 1.6e-7·max|f|
     grads = jax.grad(lambda x: ext(x).sum())(images[:2])  # differentiable, as the "digits" extractor
     assert grads.shape == (2, 8, 8, 1) and np.isfinite(np.asarray(grads)).all()
     with pytest.raises(ValueError, match="takes 8×8 images"):

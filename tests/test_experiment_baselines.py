@@ -77,7 +77,7 @@ def test_cli_xla_flags_add_cpu_defaults_and_respect_the_users():
 @pytest.mark.parametrize(
     "field,value,match",
     [("methods", ("ddim-cubic",), "Unknown method"), ("methods", ("ddjm-linear",), "Unknown method"),
-     ("num_steps", (0,), "K"), ("num_steps", (1001,), "larger than the model's T"), ("schedule", "sigmoid", "Unknown schedule")],
+     ("num_steps", (0,), "config.num_steps must be an integer ≥ 1"), ("num_steps", (1001,), "exceeds the mixture's T = 1000"), ("schedule", "sigmoid", "Unknown schedule")],
 )
 def test_bad_config_gives_a_clear_error(tmp_path, field, value, match):
     config = gmm_baselines_test.get_config()

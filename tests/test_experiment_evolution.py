@@ -129,20 +129,20 @@ def test_bad_inputs_get_one_clear_error_each(tmp_path):
     config = gmm_evolution_test.get_config()
     config.search.population, config.search.parents = 2, 3
     with pytest.raises(ValueError, match="population \\(2\\) is smaller than the parent count \\(3\\)"):
-        experiments.run(config, str(tmp_path))
+        experiments.run(config, str(tmp_path / 'case1'))
     config = gmm_evolution_test.get_config()
     config.searches = (("timesteps", 1200),)
-    with pytest.raises(ValueError, match="1200"):
-        experiments.run(config, str(tmp_path))
-    assert not (tmp_path / "runs").exists()  # refused before any search
+    with pytest.raises(ValueError, match="1200 steps, more than the mixture.s T = 1000"):
+        experiments.run(config, str(tmp_path / 'case2'))
+    assert not (tmp_path / "case2").exists()  # refused before any work
     config = gmm_evolution_test.get_config()
     config.searches = (("joint", 3),)
     with pytest.raises(ValueError, match="no skippable blocks.*searches=\\('timesteps',\\)"):
-        experiments.run(config, str(tmp_path))
+        experiments.run(config, str(tmp_path / 'case3'))
     config = gmm_evolution_test.get_config()
     config.sampler = "heun"
     with pytest.raises(ValueError, match="Unknown sampler 'heun'.*ddim"):
-        experiments.run(config, str(tmp_path))
+        experiments.run(config, str(tmp_path / 'case4'))
 
 
 def test_an_export_for_another_network_is_refused(whole_run, tmp_path):

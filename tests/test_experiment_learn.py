@@ -275,3 +275,60 @@ def test_search_then_learn_starts_ddss_at_the_searched_sampler(tmp_path):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     run = json.loads((tmp_path / "runs" / "ggdm+pred+time@searched_K3" / "run.json").read_text())
     assert run["init"]["timesteps_from"][0][1].endswith("evolution-timesteps_B3/sampler.safetensors")
+
+
+def _copy_run(whole_run, tmp_path):
+    import shutil
+
+    workdir = tmp_path / "copy"
+    shutil.copytree(whole_run[0], workdir)
+    return workdir
+
+
+def _timeless(rows):
+    return [{k: v for k, v in r.items() if k not in ("wall_time_s", "training")} for r in rows]
+
+
+def test_a_damaged_export_in_a_finished_run_is_written_again_from_its_checkpoint(whole_run, tmp_path, capfd):
+    workdir = _copy_run(whole_run, tmp_path)
+    export = workdir / "runs" / "ggdm+pred+time_K3" / "sampler.safetensors"
+    original = export.read_bytes()
+    export.write_bytes(original[: len(original) // 2])  # truncated, as by a full disk
+    results = experiments.run(_config(), str(workdir))
+    assert "is damaged" in capfd.readouterr().err
+    assert export.read_bytes() == original  # byte-identical: no wall time in the file, sorted header
+    assert _timeless(results["rows"]) == _timeless(whole_run[1]["rows"])
+
+
+def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(whole_run, tmp_path, capfd):
+    workdir = _copy_run(whole_run, tmp_path)
+    rundir = workdir / "runs" / "ggdm+pred+time_K3"
+    original = (rundir / "sampler.safetensors").read_bytes()
+    steps_before = [json.loads(line)["step"] for line in (rundir / "metrics.jsonl").open()]
+    assert sorted(int(p.name) for p in (rundir / "checkpoints").iterdir() if p.name.isdigit()) == [9, 12]
+    for name in ("sampler.safetensors", "training.json"):  # killed after saving step 12, before exporting
+        (rundir / name).unlink()
+    for path in (rundir / "checkpoints" / "12").rglob("*"):
+        if path.is_file():
+            path.write_bytes(b"\x00damaged" * 4)
+    results = experiments.run(_config(), str(workdir))
+    err = capfd.readouterr().err
+    assert "checkpoint 12" in err and "damaged" in err and "resuming from checkpoint 9" in err
+    assert (workdir / "runs" / "damaged_checkpoints" / "12").is_dir() or (rundir / "damaged_checkpoints" / "12").is_dir()
+    assert (rundir / "sampler.safetensors").read_bytes() == original  # steps 10-12 trained again, identically
+    assert _timeless(results["rows"]) == _timeless(whole_run[1]["rows"])
+    steps_after = [json.loads(line)["step"] for line in (rundir / "metrics.jsonl").open()]
+    assert steps_after == steps_before  # the re-run steps replaced, not repeated
+
+
+def test_when_no_checkpoint_restores_the_run_says_so_and_moves_nothing(whole_run, tmp_path):
+    workdir = _copy_run(whole_run, tmp_path)
+    rundir = workdir / "runs" / "ggdm+pred+time_K3"
+    for name in ("sampler.safetensors", "training.json"):
+        (rundir / name).unlink()
+    for path in (rundir / "checkpoints").rglob("*"):
+        if path.is_file():
+            path.write_bytes(b"\x00damaged")
+    with pytest.raises(ValueError, match="No checkpoint in .*checkpoints can be restored.*Delete that directory"):
+        experiments.run(_config(), str(workdir))
+    assert sorted(p.name for p in (rundir / "checkpoints").iterdir() if p.name.isdigit()) == ["12", "9"]

@@ -34,7 +34,7 @@ def _small(config, **overrides):
     config.reference_steps = 3
     config.num_samples = 6
     config.batch_size = 4
-    config.ceiling_cache = ""
+    config.ceiling_cache = None
     for k, v in overrides.items():
         config[k] = v
     return config
@@ -87,7 +87,7 @@ def test_cifar10_config_runs_on_a_diffusers_checkpoint(tmp_path):
 
 def test_cifar10_config_needs_reference_statistics(tmp_path):
     checkpoint = _tiny_cifar_checkpoint(tmp_path / "ckpt")
-    with pytest.raises(ValueError, match="reference_stats is empty.*--config=ref_stats_cifar10"):
+    with pytest.raises(ValueError, match="reference_stats is not set.*--config=ref_stats_cifar10"):
         experiments.run(_small(cifar10_ddpm.get_config(), checkpoint=checkpoint), str(tmp_path / "a"))
     missing = _small(cifar10_ddpm.get_config(), checkpoint=checkpoint, reference_stats=str(tmp_path / "missing.npz"))
     with pytest.raises(WeightFileError, match="No Inception weights found.*pt_inception-2015-12-05-6726825d.pth"):
@@ -102,7 +102,7 @@ def test_cifar10_config_needs_reference_statistics(tmp_path):
 
 
 def test_cifar10_config_without_checkpoint_says_where_to_get_it(tmp_path):
-    with pytest.raises(ValueError, match="config.checkpoint is empty.*google/ddpm-cifar10-32"):
+    with pytest.raises(ValueError, match="config.checkpoint is not set.*google/ddpm-cifar10-32"):
         experiments.run(_small(cifar10_ddpm.get_config()), str(tmp_path))
     with pytest.raises(FileNotFoundError, match="does not exist.*huggingface-cli download"):
         experiments.run(_small(cifar10_ddpm.get_config(), checkpoint=str(tmp_path / "missing")), str(tmp_path))

@@ -76,11 +76,11 @@ def test_training_lowers_the_loss(tmp_path):
 
 def test_bad_training_config(tmp_path):
     with pytest.raises(ValueError, match="trains on 'digits"):
-        experiments.run(_tiny_config(dataset="cifar10"), str(tmp_path))
+        experiments.run(_tiny_config(dataset="cifar10"), str(tmp_path / "a"))
     with pytest.raises(ValueError, match="model takes"):
         config = _tiny_config()
         config.model.sample_size = 16
-        experiments.run(config, str(tmp_path))
+        experiments.run(config, str(tmp_path / "b"))
 
 
 def test_digits_train_config_short_run_from_the_command_line(tmp_path):

@@ -151,6 +151,9 @@ def test_feature_extractor_batches_match_one_call(reference):
     direct = np.asarray(inception.apply(params, jnp.asarray(images))["pool"])
     batched = extractor.features(images)
     assert batched.shape == (7, 2048) and batched.dtype == np.float64
-    np.testing.assert_allclose(batched, direct, rtol=2e-5, atol=1e-6)
+    # Jitted batches of 3 against one eager call: float32 round-off of a deep network, which depends on
+    # the batch shape and the weights (measured ≤ 4e-7·max|f|); padding or ordering bugs give O(max|f|).
+    np.testing.assert_allclose(batched, direct, rtol=0, atol=1e-5 * np.abs(direct).max())
     logits = extractor.logits_numpy(images)
-    np.testing.assert_allclose(logits, direct @ np.asarray(params["fc_kernel"]), rtol=1e-4, atol=1e-5)
+    want_logits = direct @ np.asarray(params["fc_kernel"])
+    np.testing.assert_allclose(logits, want_logits, rtol=0, atol=1e-5 * np.abs(want_logits).max())

@@ -21,13 +21,14 @@ ref_stats_cifar10.py with the same `features` block). Inception weights other th
 file are refused unless asked for: `--config.features.weights=PATH --config.features.check_hash=False`.
 """
 import ml_collections
+from ml_collections import config_dict
 
 
 def get_config():
     config = ml_collections.ConfigDict()
     config.experiment = "baselines"
     config.model = "diffusers"
-    config.checkpoint = ""  # required: the diffusers checkpoint directory
+    config.checkpoint = config_dict.placeholder(str)  # required: the diffusers checkpoint directory
     config.seed = 0
     config.num_steps = (5, 10, 20)
     config.methods = ("ddim-linear", "ddim-quadratic", "dpm-solver++(2m)-logsnr")
@@ -37,10 +38,10 @@ def get_config():
     config.clip_denoised = True
     config.features = ml_collections.ConfigDict({"name": "inception", "weights": "", "output": "pool",
                                                  "check_hash": True, "batch_size": 50})
-    config.reference_stats = ""  # required for scoring: stats.npz from ddss/configs/ref_stats_cifar10.py
+    config.reference_stats = config_dict.placeholder(str)  # required for scoring: stats.npz from ddss/configs/ref_stats_cifar10.py
     config.eval_features = ml_collections.ConfigDict({"name": "", "weights": "", "output": "pool", "check_hash": True,
                                                       "batch_size": 50})
-    config.eval_reference_stats = ""  # the data's statistics in the eval_features space
+    config.eval_reference_stats = config_dict.placeholder(str)  # the data's statistics in the eval_features space
     config.eval_seed = 0  # the held-out noise bank
     config.ceiling_cache = "~/.cache/ddss/ceilings"  # the many-step ceiling, computed once per model and bank
     return config

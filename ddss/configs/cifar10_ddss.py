@@ -15,6 +15,7 @@ the FID columns need only `stats.npz`. Gradients pass through the Inception netw
 so this is an accelerator job: on a CPU one step takes minutes.
 """
 import ml_collections
+from ml_collections import config_dict
 
 from ddss.configs import cifar10_ddpm
 
@@ -31,5 +32,5 @@ def get_config():
     config.train = ml_collections.ConfigDict(dict(
         steps=5000, batch_size=128, learning_rate=3e-3, warmup_steps=100, grad_clip=1.0,
         log_every=50, eval_every=500, val_samples=2000, checkpoint_every=100, remat=True))
-    config.reference_features = ""  # required for the KID loss: features.npy from ref_stats --save_features
+    config.reference_features = config_dict.placeholder(str)  # required for the KID loss: features.npy from ref_stats --save_features
     return config

@@ -14,6 +14,7 @@ samples is biased but ranks candidates on common noise well). Every row is score
 samples. An accelerator job: about 2.5M network evaluations at 32×32 plus the Inception features.
 """
 import ml_collections
+from ml_collections import config_dict
 
 from ddss.configs import cifar10_ddpm
 
@@ -24,9 +25,9 @@ def get_config():
     config.num_steps = (4,)
     config.methods = ("ddim-linear", "dpm-solver++(2m)-logsnr")
     config.sampler = "ddim"
-    config.ggdm_sampler = ""
+    config.ggdm_sampler = config_dict.placeholder(str)
     config.fitness_samples = 1000
-    config.chunk_size = 0
+    config.chunk_size = config_dict.placeholder(int)  # None: chunk_images // fitness_samples candidates per call
     config.chunk_images = 8000
     config.seed_stride = "linear"
     config.searches = (("timesteps", 4), ("joint", 4))  # (kind, budget in full steps)

@@ -10,13 +10,14 @@ precision, recall, KID, IS) against all 1797 digits, with the digits classifier'
 the train split (the floor).
 """
 import ml_collections
+from ml_collections import config_dict
 
 
 def get_config():
     config = ml_collections.ConfigDict()
     config.experiment = "baselines"
     config.model = "digits"
-    config.checkpoint = ""  # empty: the shipped weights
+    config.checkpoint = config_dict.placeholder(str)  # None: the shipped weights
     config.seed = 0  # training, validation and fitness streams (seeds [2**20, 2**21) internally)
     config.eval_seed = 0  # the held-out noise bank (seeds [0, 2**20)): disjoint from every training stream
     config.num_steps = (3, 4, 5, 10)

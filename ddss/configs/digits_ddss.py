@@ -17,6 +17,7 @@ evaluation network's space (FID, precision, recall), with the classifier's FID b
 ddss/experiments/learn.py (and docs/results.md) for the files it writes.
 """
 import ml_collections
+from ml_collections import config_dict
 
 from ddss.configs import digits_baselines
 
@@ -36,5 +37,5 @@ def get_config():
     config.train = ml_collections.ConfigDict(dict(
         steps=100, steps_by_k=((10, 25),), batch_size=128, learning_rate=1e-2, warmup_steps=0, grad_clip=1.0,
         log_every=10, eval_every=25, val_samples=1000, checkpoint_every=25, remat=True))
-    config.reference_features = ""  # the digits model brings its own (all 1797 digits)
+    config.reference_features = config_dict.placeholder(str)  # None: the digits model's own (all 1797 digits)
     return config

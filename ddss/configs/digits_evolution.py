@@ -17,6 +17,7 @@ scored on 2000 held-out samples in the digits evaluation network's space, which 
 sees (FID, precision, recall; the classifier's FID beside it). About 10 minutes on 2 idle CPU cores.
 """
 import ml_collections
+from ml_collections import config_dict
 
 from ddss.configs import digits_baselines
 
@@ -29,9 +30,9 @@ def get_config():
     config.methods = ("ddim-linear", "ddim-quadratic", "dpm-solver++(2m)-quadratic", "unipc(bh2,2)-quadratic",
                       "unipc(bh2,3)-quadratic")
     config.sampler = "ddim"  # ddim | dpm_solver++ | ggdm
-    config.ggdm_sampler = ""  # sampler = "ggdm": an exported DDSS sampler without +time ("" = DPM-Solver++ as GGDM)
+    config.ggdm_sampler = config_dict.placeholder(str)  # sampler="ggdm": a DDSS export without +time (None: DPM-Solver++)
     config.fitness_samples = 256
-    config.chunk_size = 0  # 0: chunk_images // fitness_samples candidates per vmapped call
+    config.chunk_size = config_dict.placeholder(int)  # None: chunk_images // fitness_samples candidates per call
     config.chunk_images = 4096
     config.seed_stride = "linear"
     config.searches = (("timesteps", 4), ("timesteps", 3), ("joint", 3))  # (kind, budget in full steps)

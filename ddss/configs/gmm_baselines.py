@@ -7,13 +7,14 @@ the samples' moments and the mixture's exact moments (and KID against exact mixt
 to the many-step ceiling (ddpm-1000) and the data-vs-data floor.
 """
 import ml_collections
+from ml_collections import config_dict
 
 
 def get_config():
     config = ml_collections.ConfigDict()
     config.experiment = "baselines"
     config.model = "gmm"
-    config.checkpoint = ""
+    config.checkpoint = config_dict.placeholder(str)  # the mixture has no weights
     config.seed = 0  # training, validation and fitness streams
     config.eval_seed = 0  # the held-out noise bank, disjoint from every training stream
     config.schedule = "linear"  # linear-β DDPM schedule, T = 1000 ('cosine' also available)

@@ -1,4 +1,6 @@
 """Tiny version of gmm_baselines.py for tests (seconds on a CPU)."""
+from ml_collections import config_dict
+
 from ddss.configs import gmm_baselines
 
 
@@ -11,5 +13,5 @@ def get_config():
     config.reference_steps = 50
     config.num_samples = 96
     config.batch_size = 64
-    config.ceiling_cache = ""  # tests compute it
+    config.ceiling_cache = config_dict.placeholder(str)  # None: tests compute it
     return config

@@ -6,6 +6,7 @@ network, so nothing can be gamed, and the two objectives are compared on the tru
   ddss --config=gmm_ddss --workdir=/tmp/gmm_ddss
 """
 import ml_collections
+from ml_collections import config_dict
 
 from ddss.configs import gmm_baselines
 
@@ -23,5 +24,5 @@ def get_config():
     config.train = ml_collections.ConfigDict(dict(
         steps=300, batch_size=256, learning_rate=1e-2, warmup_steps=0, grad_clip=1.0,
         log_every=20, eval_every=100, val_samples=1000, checkpoint_every=50, remat=True))
-    config.reference_features = ""
+    config.reference_features = config_dict.placeholder(str)
     return config

@@ -1,5 +1,6 @@
 """Tiny timestep search on the analytic Gaussian mixture, for tests (seconds on a CPU)."""
 import ml_collections
+from ml_collections import config_dict
 
 from ddss.configs import gmm_baselines
 
@@ -14,9 +15,9 @@ def get_config():
     config.reference_steps = 10
     config.num_samples = 64
     config.batch_size = 64
-    config.ceiling_cache = ""
+    config.ceiling_cache = config_dict.placeholder(str)
     config.sampler = "ddim"
-    config.ggdm_sampler = ""
+    config.ggdm_sampler = config_dict.placeholder(str)
     config.fitness_samples = 64
     config.chunk_size = 4
     config.chunk_images = 4096

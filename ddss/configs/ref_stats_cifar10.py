@@ -10,6 +10,7 @@ Other Inception weights of the same architecture: `--config.features.weights=PAT
 --config.features.check_hash=False` (and the same two flags where the statistics are used).
 """
 import ml_collections
+from ml_collections import config_dict
 
 
 def get_config():
@@ -22,6 +23,6 @@ def get_config():
                                                  "check_hash": True, "batch_size": 50})
     config.batch_size = 50
     config.save_features = False  # True also writes features.npy (50000 × 2048 float32, 400 MB) for KID
-    config.max_samples = 0  # 0 = the whole split
+    config.max_samples = config_dict.placeholder(int)  # None: the whole split
     config.checkpoint_every = 20
     return config

@@ -7,6 +7,7 @@ The shipped files ddss/models/assets/digits_stats_{all,train}.npz are these outp
 that they still match the shipped classifier).
 """
 import ml_collections
+from ml_collections import config_dict
 
 
 def get_config():
@@ -17,6 +18,6 @@ def get_config():
     config.features = ml_collections.ConfigDict({"name": "digits", "weights": "", "batch_size": 1000})
     config.batch_size = 1000
     config.save_features = False
-    config.max_samples = 0
+    config.max_samples = config_dict.placeholder(int)  # None: every image
     config.checkpoint_every = 20
     return config

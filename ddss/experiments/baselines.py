@@ -34,7 +34,7 @@ class GMMConfig:
 class BaselinesConfig:
     seed: int
     model: str
-    checkpoint: str
+    checkpoint: str | None
     schedule: str
     num_timesteps: int
     gmm: GMMConfig | None
@@ -45,18 +45,19 @@ class BaselinesConfig:
     batch_size: int
     clip_denoised: bool
     features: dict | None = None  # the train space's extractor config (ddss.metrics.features.from_config)
-    reference_stats: str = ""  # stats.npz of the data in that feature space
+    reference_stats: str | None = None  # stats.npz of the data in that feature space
     eval_features: dict | None = None  # the evaluation space's extractor config; None: the train space (flagged)
-    eval_reference_stats: str = ""  # stats.npz of the data in the evaluation space
+    eval_reference_stats: str | None = None  # stats.npz of the data in the evaluation space
     eval_seed: int = 0  # the held-out noise bank's seed, in [0, 2**20); training seeds are disjoint from it
-    ceiling_cache: str = "~/.cache/ddss/ceilings"  # "" recomputes the many-step ceiling every run
+    ceiling_cache: str | None = "~/.cache/ddss/ceilings"  # None: recompute the many-step ceiling every run
 
     @classmethod
     def from_config(cls, config) -> "BaselinesConfig":
         c = config.to_dict() if hasattr(config, "to_dict") else dict(config)
         c.pop("experiment", None)
         c.setdefault("model", "gmm")
-        c.setdefault("checkpoint", "")
+        c.setdefault("checkpoint", None)
+        fields.unset_empty(c, "checkpoint", "reference_stats", "eval_reference_stats", "ceiling_cache")
         if c["model"] not in targets.MODELS:
             raise ValueError(f"Unknown model {c['model']!r}; choose one of {targets.MODELS}.")
         c.setdefault("schedule", "linear")  # the mixture's schedule; pretrained models bring their own
@@ -64,6 +65,8 @@ class BaselinesConfig:
         if c["model"] == "gmm" and "gmm" not in c:
             raise ValueError("config.model='gmm' needs a config.gmm block (seed, event_shape, num_components).")
         gmm_cfg = c.get("gmm")
+        if gmm_cfg:
+            fields.check_known("gmm", gmm_cfg, [f.name for f in dataclasses.fields(GMMConfig)])
         c["gmm"] = GMMConfig(**{**gmm_cfg, "event_shape": tuple(gmm_cfg["event_shape"])}) if gmm_cfg else None
         c["num_steps"] = tuple(c["num_steps"])
         fields.check_each("", "num_steps", c["num_steps"], fields.INT_POS, unique=True)
@@ -72,13 +75,14 @@ class BaselinesConfig:
         for field in ("features", "eval_features"):
             if c.get(field) is not None:
                 c[field] = ml_collections.ConfigDict(c[field])
-        cfg = cls(**c)
+        cfg = fields.construct(cls, "", c)
         for method in cfg.methods:
             evaluation.parse_method(method)
         fields.check("", cfg, seed=fields.INT_NONNEG, eval_seed=fields.INT_NONNEG, num_timesteps=fields.Rule(int, 2),
                      reference_steps=fields.INT_NONNEG, num_samples=fields.Rule(int, 2), batch_size=fields.INT_POS,
-                     clip_denoised=fields.BOOL, checkpoint=fields.STR, schedule=fields.STR,
-                     reference_stats=fields.STR, eval_reference_stats=fields.STR, ceiling_cache=fields.STR)
+                     clip_denoised=fields.BOOL, checkpoint=fields.OPT_STR, schedule=fields.STR,
+                     reference_stats=fields.OPT_STR, eval_reference_stats=fields.OPT_STR,
+                     ceiling_cache=fields.OPT_STR)
         evaluation.check_seeds(cfg.seed, cfg.eval_seed)
         if cfg.model == "gmm":
             evaluation.make_schedule(cfg.schedule, cfg.num_timesteps)  # an unknown schedule name fails here

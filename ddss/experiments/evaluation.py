@@ -205,7 +205,7 @@ def ceiling_cache_path(cfg, target: targets.Target) -> str | None:
     """Where the ceiling's samples are cached: one file per (model, steps, noise bank, clipping).
 
     The shipped default model's file lives in the package (`ddss/models/assets/ceilings/`); others
-    go to `cfg.ceiling_cache` ("" turns caching off). Samples are stored as float16 (5e-4 rounding).
+    go to `cfg.ceiling_cache` (None turns caching off). Samples are stored as float16 (5e-4 rounding).
     """
     if not cfg.ceiling_cache or not target.identity:
         return None

@@ -72,9 +72,9 @@ class EvolutionConfig:
     search: evolution.SearchConfig
     joint: JointConfig
     sampler: str = "ddim"
-    ggdm_sampler: str = ""  # an exported DDSS sampler (no +time) whose coefficients move with searched times
+    ggdm_sampler: str | None = None  # an exported DDSS sampler (no +time) whose coefficients move with searched times
     fitness_samples: int = 256
-    chunk_size: int = 0  # candidates per vmapped call; 0: chunk_images // fitness_samples
+    chunk_size: int | None = None  # candidates per vmapped call; None: chunk_images // fitness_samples
     chunk_images: int = 4096
     seed_stride: str = "linear"  # generation 0's seed: DDIM-uniform
     searches: tuple[tuple[str, int], ...] = (("timesteps", 4), ("joint", 4))  # (kind, budget in full steps)
@@ -84,10 +84,11 @@ class EvolutionConfig:
         c = config.to_dict() if hasattr(config, "to_dict") else dict(config)
         base = baselines.BaselinesConfig.from_config(ml_collections.ConfigDict(
             {k: v for k, v in c.items() if k not in EVOLUTION_KEYS}))
-        search = evolution.SearchConfig(**c.get("search", {}))
-        joint = JointConfig(**c.get("joint", {}))
+        search = fields.construct(evolution.SearchConfig, "search", dict(c.get("search", {})))
+        joint = fields.construct(JointConfig, "joint", dict(c.get("joint", {})))
         rest = {k: c[k] for k in ("sampler", "ggdm_sampler", "fitness_samples", "chunk_size", "chunk_images",
                                   "seed_stride") if k in c}
+        fields.unset_empty(rest, "ggdm_sampler")
         searches = tuple(tuple(s) for s in c.get("searches", cls.searches))
         for s in searches:
             if len(s) != 2 or s[0] not in SEARCHES or int(s[1]) < 1:
@@ -97,11 +98,16 @@ class EvolutionConfig:
         if len(set(searches)) != len(searches):
             raise ValueError(f"config.searches lists a search twice: {searches}.")
         cfg = cls(base=base, search=search, joint=joint, searches=searches, **rest)
+        if base.model == "gmm":
+            too_many = [steps for _, steps in searches if steps > base.num_timesteps]
+            if too_many:
+                raise ValueError(f"config.searches asks for {too_many[0]} steps, more than the mixture's T = "
+                                 f"{base.num_timesteps}: use at most {base.num_timesteps}.")
         skipping.check_sampler(cfg.sampler)
         if cfg.seed_stride not in schedules.STRIDES:
             raise ValueError(f"Unknown seed_stride {cfg.seed_stride!r}; choose one of {schedules.STRIDES}.")
-        fields.check("", cfg, sampler=fields.STR, ggdm_sampler=fields.STR, fitness_samples=fields.Rule(int, 2),
-                     chunk_size=fields.INT_NONNEG, chunk_images=fields.INT_POS, seed_stride=fields.STR)
+        fields.check("", cfg, sampler=fields.STR, ggdm_sampler=fields.OPT_STR, fitness_samples=fields.Rule(int, 2),
+                     chunk_size=fields.OPT_INT_POS, chunk_images=fields.INT_POS, seed_stride=fields.STR)
         if not 0.0 < cfg.joint.max_skip_fraction <= 1.0:
             raise ValueError(f"joint.max_skip_fraction must lie in (0, 1], got {cfg.joint.max_skip_fraction}.")
         return cfg

@@ -110,7 +110,7 @@ class DDSSConfig:
     init: InitConfig
     train: SamplerTrainingConfig
     loss: differentiable.LossConfig
-    reference_features: str = ""
+    reference_features: str | None = None  # features.npy of the data for the KID loss; None: the model's own
 
     @classmethod
     def from_config(cls, config) -> "DDSSConfig":
@@ -129,8 +129,8 @@ class DDSSConfig:
             raise ValueError(f"config.learn lists a (family, loss) pair twice: {learn}; each pair gives one row.")
         init = dict(c.get("init", {}))
         init["timesteps_from"] = tuple((k, str(p)) for k, p in init.get("timesteps_from", ()))
-        init = InitConfig(**init)
-        loss = differentiable.LossConfig(**c.get("loss", {}))
+        init = fields.construct(InitConfig, "init", init)
+        loss = fields.construct(differentiable.LossConfig, "loss", dict(c.get("loss", {})))
         for _, kind in learn:
             dataclasses.replace(loss, kind=kind)  # an unknown loss fails here
         if init.base not in ggdm.BASES:
@@ -142,8 +142,10 @@ class DDSSConfig:
         for pair in train["steps_by_k"]:
             if len(pair) != 2:
                 raise ValueError(f"config.train.steps_by_k entries are (K, steps) pairs, got {pair!r}.")
-        return cls(base=base, learn=learn, init=init, train=SamplerTrainingConfig(**train), loss=loss,
-                   reference_features=c.get("reference_features", ""))
+        cfg = cls(base=base, learn=learn, init=init, train=fields.construct(SamplerTrainingConfig, "train", train), loss=loss,
+                  reference_features=c.get("reference_features") or None)
+        fields.check("", cfg, reference_features=fields.OPT_STR)
+        return cfg
 
 
 def method_name(family: str, loss: str) -> str:
@@ -218,11 +220,13 @@ class Trainer:
 
     def validate(self, learned) -> float:
         """FID of the validation bank in the *train* space (never the evaluation space), on samples
-        quantised as the final scores are."""
+        quantised as the final scores are. Rounded to float32, as checkpoints store it, so a run resumed
+        from a checkpoint records the same best value as one that never stopped."""
         samples = self.generate(learned, self.val_bank, self.k_val_sampler, self.cfg.base.batch_size)
         if self.target.quantize:
             samples = targets.quantize_uint8(samples)
-        return fid.frechet_distance_of(self.target.train.features(samples), *self.target.train.reference_stats)
+        value = fid.frechet_distance_of(self.target.train.features(samples), *self.target.train.reference_stats)
+        return float(np.float32(value))
 
 
 def check_run_description(trainer: Trainer, rundir: str) -> None:

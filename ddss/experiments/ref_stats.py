@@ -41,28 +41,31 @@ class RefStatsConfig:
 
     source: str
     batch_size: int | None = None  # None: the feature extractor's own batch size
-    max_samples: int = 0  # 0: every image of the source
+    max_samples: int | None = None  # None: every image of the source
     checkpoint_every: int = 20
     save_features: bool = False
 
     def __post_init__(self):
         if self.source not in SOURCES:
             raise ValueError(f"Unknown source {self.source!r}; choose one of {SOURCES}.")
-        fields.check("", self, max_samples=fields.INT_NONNEG, checkpoint_every=fields.INT_POS,
+        fields.check("", self, max_samples=fields.OPT_INT_POS, checkpoint_every=fields.INT_POS,
                      save_features=fields.BOOL)
         if self.batch_size is not None:
             fields.check("", self, batch_size=fields.INT_POS)
 
     @classmethod
     def from_config(cls, config) -> "RefStatsConfig":
+        # The source's own fields (read by `_source`) and the feature network's section, besides these.
+        fields.check_known("", config, [f.name for f in dataclasses.fields(cls)] +
+                           ["experiment", "features", "folder", "image_size", "split", "data"])
         return cls(**{f.name: config[f.name] for f in dataclasses.fields(cls) if f.name in config})
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
 def folder_files(folder: str) -> list[str]:
-    folder = os.path.expanduser(folder)
     if not folder:
-        raise ValueError("config.folder is empty: set --config.folder=DIR to a directory of images.")
+        raise ValueError("config.folder is not set: set --config.folder=DIR to a directory of images.")
+    folder = os.path.expanduser(folder)
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"Image folder {folder} does not exist.")
     files = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS))

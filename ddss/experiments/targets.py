@@ -223,7 +223,7 @@ def _digits_space(extractor) -> tuple[Space, dict]:
     return space, (fid.statistics(train), train)
 
 
-def digits_target(checkpoint: str = "") -> Target:
+def digits_target(checkpoint: str | None = None) -> Target:
     """The shipped digits DDPM: trained against the digits classifier, scored in the evaluation network."""
     path = checkpoint or digits_model.UNET_FILE
     model = digits_model.load(path)
@@ -236,10 +236,10 @@ def digits_target(checkpoint: str = "") -> Target:
                   apply_skip=_unet_apply_skip(model), num_blocks=model.num_blocks, identity=files_sha256(path))
 
 
-def diffusers_target(checkpoint: str, features_cfg=None, reference_stats: str = "", eval_features_cfg=None,
-                     eval_reference_stats: str = "") -> Target:
+def diffusers_target(checkpoint: str | None, features_cfg=None, reference_stats: str | None = None,
+                     eval_features_cfg=None, eval_reference_stats: str | None = None) -> Target:
     if not checkpoint:
-        raise ValueError(f"config.checkpoint is empty. {_CIFAR10_HINT}")
+        raise ValueError(f"config.checkpoint is not set. {_CIFAR10_HINT}")
     model = convert.load_diffusers(checkpoint)
     apply = _unet_apply(model)
     directory = convert.unet_directory(os.path.expanduser(checkpoint))
@@ -256,7 +256,7 @@ def diffusers_target(checkpoint: str, features_cfg=None, reference_stats: str = 
     hint = ("Compute it once with `ddss --config=ref_stats_cifar10 --workdir=DIR` "
             "(or --config=ref_stats_folder for an image folder) and pass --config.{field}=DIR/stats.npz.")
     if not reference_stats:
-        raise ValueError(f"config.reference_stats is empty: FID needs the data's feature statistics. "
+        raise ValueError(f"config.reference_stats is not set: FID needs the data's feature statistics. "
                          f"{hint.format(field='reference_stats')}")
     extractor = features_lib.from_config(features_cfg)
     mu, sigma, _ = stats.load(reference_stats, dim=extractor.dim, hint=hint.format(field="reference_stats"))
@@ -264,7 +264,7 @@ def diffusers_target(checkpoint: str, features_cfg=None, reference_stats: str = 
     evaluation = None
     if eval_features_cfg is not None and eval_features_cfg.get("name"):
         if not eval_reference_stats:
-            raise ValueError("config.eval_features is set but config.eval_reference_stats is empty: the evaluation "
+            raise ValueError("config.eval_features is set but config.eval_reference_stats is not: the evaluation "
                              f"space needs the data's statistics in it. {hint.format(field='eval_reference_stats')}")
         eval_extractor = features_lib.from_config(eval_features_cfg)
         e_mu, e_sigma, _ = stats.load(eval_reference_stats, dim=eval_extractor.dim,

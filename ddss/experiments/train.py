@@ -65,6 +65,7 @@ class TrainConfig:
     @classmethod
     def from_config(cls, config) -> "TrainConfig":
         c = config.to_dict()
+        fields.check_known("", {k: v for k, v in c.items() if k != "experiment"}, [f.name for f in dataclasses.fields(cls)])
         return cls(**{**{k: c[k] for k in (f.name for f in dataclasses.fields(cls)) if k in c},
                       "model": unet.UNetConfig.from_dict(c["model"]), "schedule": dict(c["schedule"])})
 

@@ -89,6 +89,7 @@ class ClassifierTrainConfig:
 
     @classmethod
     def from_config(cls, config) -> "ClassifierTrainConfig":
+        fields.check_known("", config, [f.name for f in dataclasses.fields(cls)] + ["experiment"])
         architecture = config.get("architecture", "conv")
         if architecture not in ARCHITECTURES:
             raise ValueError(f"Unknown classifier architecture {architecture!r}; choose one of {sorted(ARCHITECTURES)}.")

@@ -13,7 +13,7 @@ from typing import Any
 import jax
 import numpy as np
 from safetensors import SafetensorError
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file
 
 
 class WeightFileError(ValueError):
@@ -39,10 +39,32 @@ def unflatten(flat: dict[str, np.ndarray]) -> dict:
     return tree
 
 
+def canonical_bytes(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> bytes:
+    """The safetensors bytes of `tensors` and string `metadata`, with the JSON header's keys sorted.
+
+    safetensors writes its metadata map in hash order, which changes from process to process; sorting
+    the header (the same length, since only the order changes) makes the same content the same bytes,
+    so two runs of one configuration write byte-identical files."""
+    from safetensors.numpy import save as to_bytes
+
+    data = to_bytes(tensors, metadata=metadata)
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    if len(text) > n:  # cannot happen for a reordering; keep safetensors' own bytes if it ever does
+        return data
+    return data[:8] + text + b" " * (n - len(text)) + data[8 + n :]
+
+
 def save(path: str, params, metadata: dict[str, Any]) -> None:
-    """Writes params (a nested dict of arrays) and JSON-encoded metadata values to `path`."""
+    """Writes params (a nested dict of arrays) and JSON-encoded metadata values to `path`: whole or not
+    at all (a temporary file renamed into place), the same content always as the same bytes."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    save_file(flatten(params), path, metadata={k: json.dumps(v) for k, v in metadata.items()})
+    data = canonical_bytes(flatten(params), {k: json.dumps(v) for k, v in metadata.items()})
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
 
 
 def load(path: str, *, what: str = "parameter file", hint: str = "") -> tuple[dict, dict[str, Any]]:
