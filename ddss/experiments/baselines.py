@@ -52,6 +52,11 @@ class BaselinesConfig:
     ceiling_cache: str | None = "~/.cache/ddss/ceilings"  # None: recompute the many-step ceiling every run
 
     @classmethod
+    def known(cls, *extra: str) -> list[str]:
+        """The top-level fields an experiment built on these reads: these, `experiment`, and `extra`."""
+        return [f.name for f in dataclasses.fields(cls)] + ["experiment", *extra]
+
+    @classmethod
     def from_config(cls, config) -> "BaselinesConfig":
         c = config.to_dict() if hasattr(config, "to_dict") else dict(config)
         c.pop("experiment", None)

@@ -25,7 +25,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from ddss import export
+from ddss import export, fields
 from ddss.experiments import baselines, evaluation, evolution, plots, writers
 from ddss.samplers import ggdm
 
@@ -50,6 +50,7 @@ class EvaluateConfig:
             export.load_sampler(path)
         if labels and len(labels) != len(samplers):
             raise ValueError(f"config.labels has {len(labels)} names for {len(samplers)} samplers.")
+        fields.check_known("", c, baselines.BaselinesConfig.known(*_KEYS))
         base = {k: v for k, v in c.items() if k not in _KEYS}
         if not base.get("num_steps"):
             base["num_steps"] = ()

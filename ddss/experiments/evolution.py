@@ -82,6 +82,7 @@ class EvolutionConfig:
     @classmethod
     def from_config(cls, config) -> "EvolutionConfig":
         c = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+        fields.check_known("", c, baselines.BaselinesConfig.known(*EVOLUTION_KEYS))
         base = baselines.BaselinesConfig.from_config(ml_collections.ConfigDict(
             {k: v for k, v in c.items() if k not in EVOLUTION_KEYS}))
         search = fields.construct(evolution.SearchConfig, "search", dict(c.get("search", {})))

@@ -115,6 +115,7 @@ class DDSSConfig:
     @classmethod
     def from_config(cls, config) -> "DDSSConfig":
         c = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+        fields.check_known("", c, baselines.BaselinesConfig.known(*DDSS_KEYS))
         base = baselines.BaselinesConfig.from_config(ml_collections.ConfigDict(
             {k: v for k, v in c.items() if k not in DDSS_KEYS}))
         learn = tuple(tuple(x) for x in c["learn"])

@@ -20,7 +20,8 @@ import os
 
 import ml_collections
 
-from ddss.experiments import evaluation, evolution, learn, plots, writers
+from ddss import fields
+from ddss.experiments import baselines, evaluation, evolution, learn, plots, writers
 
 SECTIONS = ("evolution", "ddss")
 SEARCH_BASES = {"ddim": "ddim", "dpm_solver++": "dpm_solver++"}
@@ -43,6 +44,7 @@ def configs(config) -> tuple[evolution.EvolutionConfig, learn.DDSSConfig]:
         if section not in c:
             raise ValueError(f"config.{section} is missing: this experiment takes the search's settings in "
                              "config.evolution and DDSS's in config.ddss (see the digits_search_then_learn config).")
+    fields.check_known("", c, baselines.BaselinesConfig.known(*SECTIONS))
     base = {k: v for k, v in c.items() if k not in SECTIONS}
     searches = tuple(("timesteps", int(k)) for k in base["num_steps"])
     evo = evolution.EvolutionConfig.from_config(ml_collections.ConfigDict(
