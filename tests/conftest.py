@@ -70,3 +70,11 @@ def random_inception_weights(path, seed: int = 0) -> str:
 
     inception.save(str(path), random_inception_params(seed))
     return str(path)
+
+
+def digest(directory) -> dict:
+    """{relative path: sha256} of every file under `directory`: what "nothing was touched" compares."""
+    import hashlib
+
+    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(directory.rglob("*")) if p.is_file()}

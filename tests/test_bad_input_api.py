@@ -1,12 +1,12 @@
 """Bad input through the API that is not a config value: traced timesteps, genomes, and work
 directories that hold another run. Each ends in one clear error, and nothing on disk is lost."""
-import hashlib
 import json
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import digest
 
 from ddss import experiments, schedules
 from ddss.configs import gmm_baselines_test, gmm_ddss_test
@@ -81,11 +81,6 @@ def test_a_genome_keeps_distinct_times_in_range():
     assert genome.timesteps.tolist() == [999, 500, 3]
 
 
-def _digest(directory) -> dict:
-    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(directory.rglob("*")) if p.is_file()}
-
-
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """A finished tiny baselines run."""
@@ -105,7 +100,7 @@ def finished(tmp_path_factory):
 ])
 def test_a_changed_setting_is_refused_and_nothing_is_touched(finished, field, value, message):
     workdir, config = finished
-    before = _digest(workdir)
+    before = digest(workdir)
     changed = config.copy_and_resolve_references()
     *parents, leaf = field.split(".")
     node = changed
@@ -114,15 +109,15 @@ def test_a_changed_setting_is_refused_and_nothing_is_touched(finished, field, va
     node[leaf] = value
     with pytest.raises(ValueError, match=message + r".*new --workdir"):
         experiments.run(changed, str(workdir))
-    assert _digest(workdir) == before
+    assert digest(workdir) == before
 
 
 def test_another_experiment_never_overwrites_results(finished):
     workdir, _ = finished
-    before = _digest(workdir)
+    before = digest(workdir)
     with pytest.raises(ValueError, match=r"holds a 'baselines' run; this is a 'ddss' run"):
         experiments.run(gmm_ddss_test.get_config(), str(workdir))
-    assert _digest(workdir) == before
+    assert digest(workdir) == before
 
 
 def test_results_without_a_recorded_config_are_not_reused(finished, tmp_path):

@@ -7,7 +7,6 @@ processes: one interpreter imports ddss once, then forks a child per case (befor
 backend, so every child starts its own), which costs a fraction of a second instead of a fresh
 interpreter's several seconds. Exit status and stderr are the child's own.
 """
-import hashlib
 import json
 import os
 import subprocess
@@ -15,6 +14,7 @@ import sys
 import textwrap
 
 import pytest
+from conftest import digest
 
 from ddss import experiments
 from ddss.configs import gmm_baselines_test
@@ -144,11 +144,6 @@ RUNNER = textwrap.dedent('''
 ''')
 
 
-def _digest(directory) -> dict:
-    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(directory.rglob("*")) if p.is_file()}
-
-
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory):
     """Runs every case; returns {case: (exit status, stderr, workdir, digest before, digest after)}."""
@@ -169,13 +164,13 @@ def outcomes(tmp_path_factory):
         subs = {"new": str(tmp / "run"), "finished": str(finished), "tmp": str(tmp)}
         jobs.append((case, [a.format(**subs) for a in args], str(tmp)))
         scratch[case] = tmp
-    before = _digest(finished)
+    before = digest(finished)
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     done = subprocess.run([sys.executable, "-c", RUNNER], input=json.dumps(jobs), capture_output=True, text=True,
                           env=env, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(done.stdout)
-    after = _digest(finished)
+    after = digest(finished)
     return {case: (*results[case], scratch[case] / "run", before, after) for case in CASES}
 
 
@@ -209,7 +204,7 @@ def test_bad_input_gets_one_line_and_loses_nothing(outcomes, case):
     assert fragment in lines[0], lines[0]
     assert after == before  # the finished run: not a byte changed, by any case
     if workdir.exists():  # a fresh work directory: nothing in it but the configuration record
-        assert set(_digest(workdir)) <= {"config.json"}, sorted(_digest(workdir))
+        assert set(digest(workdir)) <= {"config.json"}, sorted(digest(workdir))
 
 
 def test_the_finished_run_is_still_reused_by_the_same_command(outcomes, tmp_path):

@@ -92,9 +92,9 @@ class EvolutionConfig:
         fields.unset_empty(rest, "ggdm_sampler")
         searches = tuple(tuple(s) for s in c.get("searches", cls.searches))
         for s in searches:
-            if len(s) != 2 or s[0] not in SEARCHES or int(s[1]) < 1:
-                raise ValueError(f"config.searches entries are (kind, steps) with kind in {SEARCHES} and steps ≥ 1; "
-                                 f"got {s!r}.")
+            if len(s) != 2 or s[0] not in SEARCHES or not fields.INT_POS.accepts(s[1]):
+                raise ValueError(f"config.searches entries are (kind, steps) with kind in {SEARCHES} and steps an "
+                                 f"integer ≥ 1; got {s!r}.")
         searches = tuple((kind, int(steps)) for kind, steps in searches)
         if len(set(searches)) != len(searches):
             raise ValueError(f"config.searches lists a search twice: {searches}.")
@@ -109,8 +109,6 @@ class EvolutionConfig:
             raise ValueError(f"Unknown seed_stride {cfg.seed_stride!r}; choose one of {schedules.STRIDES}.")
         fields.check("", cfg, sampler=fields.STR, ggdm_sampler=fields.OPT_STR, fitness_samples=fields.Rule(int, 2),
                      chunk_size=fields.OPT_INT_POS, chunk_images=fields.INT_POS, seed_stride=fields.STR)
-        if not 0.0 < cfg.joint.max_skip_fraction <= 1.0:
-            raise ValueError(f"joint.max_skip_fraction must lie in (0, 1], got {cfg.joint.max_skip_fraction}.")
         return cfg
 
 

@@ -98,9 +98,10 @@ class SamplerTrainingConfig:
                      checkpoint_every=fields.INT_POS, remat=fields.BOOL)
         fields.check_each("train", "steps_by_k's K", [k for k, _ in self.steps_by_k], fields.INT_POS, unique=True)
         fields.check_each("train", "steps_by_k's steps", [n for _, n in self.steps_by_k], fields.INT_POS)
-        if self.warmup_steps >= min([self.steps] + [n for _, n in self.steps_by_k]):
+        fewest = min([self.steps] + [n for _, n in self.steps_by_k])
+        if self.warmup_steps >= fewest:
             raise ValueError(f"config.train.warmup_steps ({self.warmup_steps}) must be below the step count "
-                             f"({self.steps}): the learning rate would never reach its value.")
+                             f"({fewest}): the learning rate would never reach its value.")
 
 
 @dataclasses.dataclass(frozen=True)

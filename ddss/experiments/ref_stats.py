@@ -26,9 +26,9 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
+from ddss import fields
 from ddss.data import digits as digits_data
 from ddss.data import tfds as tfds_data
-from ddss import fields
 from ddss.experiments import writers
 from ddss.metrics import features, stats
 
@@ -59,6 +59,8 @@ class RefStatsConfig:
         fields.check_known("", config, [f.name for f in dataclasses.fields(cls)] +
                            ["experiment", "features", "folder", "image_size", "split", "data"])
         return cls(**{f.name: config[f.name] for f in dataclasses.fields(cls) if f.name in config})
+
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
@@ -129,7 +131,6 @@ def run(config, workdir: str) -> dict:
     every, save_features = cfg.checkpoint_every, cfg.save_features
     info = {**info, "features": extractor.name, "feature_dim": extractor.dim,
             "feature_weights": config.features.get("weights", "") or "default", "save_features": save_features}
-    os.makedirs(workdir, exist_ok=True)
     partial = os.path.join(workdir, "partial.npz")
     features_path = os.path.join(workdir, "features.partial.npy")
 

@@ -55,20 +55,18 @@ def claim_workdir(workdir: str, config) -> None:
                              "safely. Use a new --workdir, or delete that directory to start over.") from None
         if previous == description:
             return
-        if not _holds_work(workdir):  # a run that stopped before writing anything (a bad path, say): take it over
-            os.remove(path)
-            return claim_workdir(workdir, config)
-        if previous.get("experiment") != description["experiment"]:
-            raise ValueError(f"{workdir} holds a {previous.get('experiment')!r} run; this is a "
-                             f"{description['experiment']!r} run. Use a new --workdir (results never overwrite "
-                             "another experiment's).")
-        old, new = _flatten(previous.get("config", {})), _flatten(description["config"])
-        changed = [k for k in sorted(set(old) | set(new)) if old.get(k, "<unset>") != new.get(k, "<unset>")]
-        shown = "; ".join(f"{k}: {_short(old.get(k, '<unset>'))} → {_short(new.get(k, '<unset>'))}"
-                          for k in changed[:3]) + (f"; and {len(changed) - 3} more" if len(changed) > 3 else "")
-        raise ValueError(f"{workdir} holds a run with a different configuration ({shown}). Use a new --workdir, "
-                         "or delete that directory to start over.")
-    if os.path.exists(os.path.join(workdir, "results.json")):
+        if _holds_work(workdir):  # else (a run that stopped at a bad path, say): taken over below
+            if previous.get("experiment") != description["experiment"]:
+                raise ValueError(f"{workdir} holds a {previous.get('experiment')!r} run; this is a "
+                                 f"{description['experiment']!r} run. Use a new --workdir (results never overwrite "
+                                 "another experiment's).")
+            old, new = _flatten(previous.get("config", {})), _flatten(description["config"])
+            changed = [k for k in sorted(set(old) | set(new)) if old.get(k, "<unset>") != new.get(k, "<unset>")]
+            shown = "; ".join(f"{k}: {_short(old.get(k, '<unset>'))} → {_short(new.get(k, '<unset>'))}"
+                              for k in changed[:3]) + (f"; and {len(changed) - 3} more" if len(changed) > 3 else "")
+            raise ValueError(f"{workdir} holds a run with a different configuration ({shown}). Use a new --workdir, "
+                             "or delete that directory to start over.")
+    elif os.path.exists(os.path.join(workdir, "results.json")):
         raise ValueError(f"{workdir} holds results of a run that did not record its configuration (no config.json), "
                          "so they cannot be matched with this one. Use a new --workdir.")
     os.makedirs(workdir, exist_ok=True)
