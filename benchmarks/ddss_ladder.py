@@ -41,6 +41,10 @@ LOSSES = {
     "teacher-pixels,steps=50": ("teacher", {"teacher_space": "pixels"}, {"steps": 50}),
     "teacher-pixels,steps=200": ("teacher", {"teacher_space": "pixels"}, {"steps": 200}),
     "teacher-pixels,lr=3e-2,steps=200": ("teacher", {"teacher_space": "pixels"}, {"learning_rate": 3e-2, "steps": 200}),
+    # The teacher on the time-quadratic grid: 2.4x closer to the converged ODE than λ-uniform at 20 steps
+    # here (mean squared pixel distance to a 200-step solution), yet a worse teacher out of space.
+    "teacher-pixels-quadratic,lr=3e-2,steps=200": ("teacher", {"teacher_space": "pixels", "teacher_stride": "quadratic"},
+                                                   {"learning_rate": 3e-2, "steps": 200}),
 }
 DEFAULT_RUNGS = ("kid@ddim-quadratic", "teacher-pixels@ddim-quadratic", "teacher-features@ddim-quadratic",
                  "kid+teacher-pixels@ddim-quadratic", "teacher-pixels,lr=3e-2@ddim-quadratic",
@@ -57,11 +61,13 @@ def rung_config(k: int, loss: str, start: str):
     config.num_steps, config.methods = (k,), ()
     config.learn = (("ggdm+pred+time", kind),)
     config.init.update(**STARTS[start])
-    # Every loss field explicit, so a rung's run description does not follow the main job's defaults.
+    # Every loss and optimiser field explicit, so a rung does not follow the main job's defaults.
     config.loss.update(kind=kind, teacher_weight=1.0, teacher_space="features", teacher_steps=20,
-                       teacher_pairs=2048)
+                       teacher_stride="logsnr", teacher_pairs=2048)
     config.loss.update(**loss_overrides)
-    config.train.update(steps_by_k=(), **train_overrides)
+    config.train.update(steps=100, steps_by_k=(), learning_rate=1e-2, learning_rate_by_k=(), eval_every=25,
+                        checkpoint_every=25)
+    config.train.update(**train_overrides)
     return config
 
 

@@ -22,10 +22,15 @@ def _config(baselines=True, **train):
     return config
 
 
+def _whole_config():
+    # K = 3 trains at its own learning rate (the tiny config's 1e-3); the general one would send it to NaN.
+    return _config(learning_rate=50.0, learning_rate_by_k=((3, 1e-3),))
+
+
 @pytest.fixture(scope="module")
 def whole_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("whole")
-    return workdir, experiments.run(_config(), str(workdir))
+    return workdir, experiments.run(_whole_config(), str(workdir))
 
 
 def test_results_contract_and_training_record(whole_run):
@@ -36,6 +41,7 @@ def test_results_contract_and_training_record(whole_run):
     assert learned["heldout"] is True and learned["n_samples"] == 64 and learned["nfe"] == 3
     training = learned["training"]
     assert training["steps"] == 12 and training["wall_time_s"] > 0 and training["device"]
+    assert training["learning_rate"] == 1e-3
     assert training["network_evaluations"] == {"forward": 2 * 3 * 32 * 12 + 3 * 64 * 3, "backward": 3 * 32 * 12,
                                                "teacher_forward": 0}
     assert np.all(np.diff(learned["timesteps"]) < 0) and len(learned["timesteps"]) == 3
@@ -294,7 +300,7 @@ def test_a_damaged_export_in_a_finished_run_is_written_again_from_its_checkpoint
     export = workdir / "runs" / "ggdm+pred+time_K3" / "sampler.safetensors"
     original = export.read_bytes()
     export.write_bytes(original[: len(original) // 2])  # truncated, as by a full disk
-    results = experiments.run(_config(), str(workdir))
+    results = experiments.run(_whole_config(), str(workdir))
     assert "is damaged" in capfd.readouterr().err
     assert export.read_bytes() == original  # byte-identical: no wall time in the file, sorted header
     assert _timeless(results["rows"]) == _timeless(whole_run[1]["rows"])
@@ -311,7 +317,7 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(whole_run, t
     for path in (rundir / "checkpoints" / "12").rglob("*"):
         if path.is_file():
             path.write_bytes(b"\x00damaged" * 4)
-    results = experiments.run(_config(), str(workdir))
+    results = experiments.run(_whole_config(), str(workdir))
     err = capfd.readouterr().err
     assert "checkpoint 12" in err and "damaged" in err and "resuming from checkpoint 9" in err
     assert (workdir / "runs" / "damaged_checkpoints" / "12").is_dir() or (rundir / "damaged_checkpoints" / "12").is_dir()
@@ -330,5 +336,5 @@ def test_when_no_checkpoint_restores_the_run_says_so_and_moves_nothing(whole_run
         if path.is_file():
             path.write_bytes(b"\x00damaged")
     with pytest.raises(ValueError, match="No checkpoint in .*checkpoints can be restored.*Delete that directory"):
-        experiments.run(_config(), str(workdir))
+        experiments.run(_whole_config(), str(workdir))
     assert sorted(p.name for p in (rundir / "checkpoints").iterdir() if p.name.isdigit()) == ["12", "9"]

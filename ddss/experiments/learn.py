@@ -8,7 +8,7 @@ DIR/runs/<method>_K<K>/:
   checkpoints/               orbax: learned arrays, Adam state, step, key, best-so-far (exact resume)
   metrics.jsonl, tensorboard/  loss terms, gradient norm, validation FID
   sampler.safetensors        the export (`ddss.load_sampler`), the best validation FID's parameters
-  training.json              wall time, network evaluations, device, steps, best validation FID
+  training.json              wall time, network evaluations, device, steps, learning rate, best validation FID
 then scores the learned samplers and the baselines (`config.methods`, the cached many-step ceiling,
 the data floor) on one held-out noise bank, and writes results.json (learned
 rows with their training cost), samples/, grids/, fid_vs_k.png and timesteps.png.
@@ -83,6 +83,7 @@ class SamplerTrainingConfig:
     steps_by_k: tuple = ()  # ((K, steps), ...): overrides `steps` for those K
     batch_size: int = 128
     learning_rate: float = 1e-2
+    learning_rate_by_k: tuple = ()  # ((K, learning rate), ...): overrides `learning_rate` for those K
     warmup_steps: int = 0
     grad_clip: float = 1.0
     log_every: int = 10
@@ -98,6 +99,10 @@ class SamplerTrainingConfig:
                      checkpoint_every=fields.INT_POS, remat=fields.BOOL)
         fields.check_each("train", "steps_by_k's K", [k for k, _ in self.steps_by_k], fields.INT_POS, unique=True)
         fields.check_each("train", "steps_by_k's steps", [n for _, n in self.steps_by_k], fields.INT_POS)
+        fields.check_each("train", "learning_rate_by_k's K", [k for k, _ in self.learning_rate_by_k], fields.INT_POS,
+                          unique=True)
+        fields.check_each("train", "learning_rate_by_k's learning rate", [r for _, r in self.learning_rate_by_k],
+                          fields.POSITIVE)
         fewest = min([self.steps] + [n for _, n in self.steps_by_k])
         if self.warmup_steps >= fewest:
             raise ValueError(f"config.train.warmup_steps ({self.warmup_steps}) must be below the step count "
@@ -140,10 +145,11 @@ class DDSSConfig:
         if init.stride not in schedules.STRIDES:
             raise ValueError(f"Unknown init.stride {init.stride!r}; choose one of {schedules.STRIDES}.")
         train = dict(c.get("train", {}))
-        train["steps_by_k"] = tuple(tuple(pair) for pair in train.get("steps_by_k", ()))
-        for pair in train["steps_by_k"]:
-            if len(pair) != 2:
-                raise ValueError(f"config.train.steps_by_k entries are (K, steps) pairs, got {pair!r}.")
+        for name, what in (("steps_by_k", "steps"), ("learning_rate_by_k", "learning rate")):
+            train[name] = tuple(tuple(pair) for pair in train.get(name, ()))
+            for pair in train[name]:
+                if len(pair) != 2:
+                    raise ValueError(f"config.train.{name} entries are (K, {what}) pairs, got {pair!r}.")
         cfg = cls(base=base, learn=learn, init=init, train=fields.construct(SamplerTrainingConfig, "train", train), loss=loss,
                   reference_features=c.get("reference_features") or None)
         fields.check("", cfg, reference_features=fields.OPT_STR)
@@ -177,6 +183,7 @@ class Trainer:
                  k: int, key, pairs=None):
         self.cfg, self.target, self.family, self.k = cfg, target, family, k
         self.steps = dict(cfg.train.steps_by_k).get(k, cfg.train.steps)
+        self.learning_rate = dict(cfg.train.learning_rate_by_k).get(k, cfg.train.learning_rate)
         self.loss_cfg = dataclasses.replace(cfg.loss, kind=loss_kind)
         if self.loss_cfg.uses_kid and reals is None:
             raise ValueError("The KID loss needs real-data features: set config.reference_features to a features.npy "
@@ -194,13 +201,13 @@ class Trainer:
         teacher = None
         if self.loss_cfg.uses_teacher:
             teacher = differentiable.teacher_fn(target.schedule, target.apply, self.loss_cfg.teacher_steps,
-                                                clip_denoised=clip)
+                                                clip_denoised=clip, stride=self.loss_cfg.teacher_stride)
         loss = differentiable.make_loss(functools.partial(sample, remat=cfg.train.remat), extractor, self.loss_cfg,
                                         teacher)
         # A fixed bank of (x_K, teacher solution) pairs, when the loss has a teacher and the config asks for one.
         self.pairs = pairs if self.loss_cfg.uses_teacher and self.loss_cfg.teacher_pairs else None
         t = cfg.train
-        self.optimizer = differentiable.make_optimizer(t.learning_rate, t.grad_clip, self.steps, t.warmup_steps)
+        self.optimizer = differentiable.make_optimizer(self.learning_rate, t.grad_clip, self.steps, t.warmup_steps)
         self.reals = None if reals is None else jnp.asarray(reals)  # None: a loss without KID
         self.step = jax.jit(differentiable.make_step(loss, self.optimizer, (t.batch_size,) + tuple(target.image_shape),
                                                      0 if reals is None else len(self.reals), t.batch_size),
@@ -320,6 +327,7 @@ def train_one(trainer: Trainer, rundir: str) -> dict:
     val_evals = (1 + steps // t.eval_every + (steps % t.eval_every != 0)) * t.val_samples * k
     record = {
         "family": trainer.family, "loss": trainer.loss_cfg.kind, "K": k, "steps": steps, "batch_size": b,
+        "learning_rate": trainer.learning_rate,
         "wall_time_s": previous["wall_time_s"] + time.time() - started,
         # Each step runs the chain forward, recomputes every network call in the backward pass and
         # back-propagates through it; the teacher adds its own forward passes.
@@ -352,7 +360,7 @@ def teacher_pairs(cfg: DDSSConfig, target: targets.Target, key) -> tuple | None:
         return None
     noise = jax.random.normal(key, (loss.teacher_pairs,) + tuple(target.image_shape))
     teacher = differentiable.teacher_fn(target.schedule, target.apply, loss.teacher_steps,
-                                        clip_denoised=cfg.base.clip_denoised)
+                                        clip_denoised=cfg.base.clip_denoised, stride=loss.teacher_stride)
     return noise, differentiable.teacher_bank(teacher, target.params, noise, cfg.base.batch_size)
 
 
@@ -397,7 +405,8 @@ def learned_rows(cfg: DDSSConfig, target: targets.Target, noise_bank, key_sample
                 init={**dataclasses.asdict(cfg.init), "base": sampler.params.base},
                 timesteps=np.asarray(sampler.params.timesteps).tolist(),
                 training={k_: record[k_] for k_ in ("wall_time_s", "network_evaluations", "device", "steps",
-                                                    "batch_size", "best_val_fid")},
+                                                    "batch_size", "learning_rate", "best_val_fid")
+                          if k_ in record},  # (a record written before learning_rate was kept lacks it),
                 export=os.path.relpath(os.path.join(rundir, "sampler.safetensors"), workdir)))
     return rows
 

@@ -6,7 +6,7 @@ Losses (`LossConfig.kind`):
   "kid"          unbiased MMD² with the cubic kernel between features of the generated batch and a
                  batch of precomputed real features (the paper's objective)
   "teacher"      mean squared distance between the K-step output and a many-step solution
-                 (DPM-Solver++(2M), `teacher_steps`, λ-uniform) from the *same* x_K, in the feature
+                 (DPM-Solver++(2M), `teacher_steps` on the `teacher_stride` grid) from the *same* x_K, in the feature
                  space (`teacher_space="features"`) or in pixels, per dimension
   "kid+teacher"  kid + teacher_weight · teacher
 With `teacher_pairs = N > 0` the teacher runs once, before training, on a fixed bank of N noise
@@ -41,6 +41,7 @@ class LossConfig:
     teacher_weight: float = 1.0
     teacher_space: str = "features"
     teacher_steps: int = 20
+    teacher_stride: str = "logsnr"  # the teacher's time grid (ddss.schedules.STRIDES)
     teacher_pairs: int = 0  # 0: a fresh teacher solution every step; N: a fixed bank of N pairs
 
     def __post_init__(self):
@@ -48,6 +49,8 @@ class LossConfig:
             raise ValueError(f"Unknown DDSS loss {self.kind!r}; choose one of {LOSSES}.")
         if self.teacher_space not in ("features", "pixels"):
             raise ValueError(f"teacher_space must be 'features' or 'pixels', got {self.teacher_space!r}.")
+        if self.teacher_stride not in schedules.STRIDES:
+            raise ValueError(f"config.loss.teacher_stride must be one of {schedules.STRIDES}, got {self.teacher_stride!r}.")
         fields.check("loss", self, teacher_weight=fields.NONNEG, teacher_steps=fields.INT_POS,
                      teacher_pairs=fields.INT_NONNEG)
         if self.uses_teacher and self.kind != "teacher" and self.teacher_weight == 0:
@@ -70,9 +73,10 @@ class DDSSState:
     key: jax.Array  # raw key data (uint32), so checkpoints hold plain arrays
 
 
-def teacher_fn(schedule: schedules.Schedule, apply: Callable, steps: int, *, clip_denoised: bool):
-    """(model_params, x_K) -> the many-step DPM-Solver++(2M) solution from x_K."""
-    params = dpm_solver.init(schedule, schedules.timesteps(schedule, "logsnr", steps), order=2)
+def teacher_fn(schedule: schedules.Schedule, apply: Callable, steps: int, *, clip_denoised: bool,
+               stride: str = "logsnr"):
+    """(model_params, x_K) -> the many-step DPM-Solver++(2M) solution from x_K, on the `stride` grid."""
+    params = dpm_solver.init(schedule, schedules.timesteps(schedule, stride, steps), order=2)
     return lambda mp, x: dpm_solver.sample(params, lambda x_, t_: apply(mp, x_, t_), x, None,
                                            clip_denoised=clip_denoised)
 
