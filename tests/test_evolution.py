@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ddss import diagnostics, schedules
+from ddss.experiments import targets
 from ddss.metrics import fid
 from ddss.models import unet
 from ddss.samplers import skipping
@@ -277,6 +278,18 @@ def test_vmapped_fitness_equals_a_loop_of_statically_pruned_samplers(tiny, kind)
                                        ref_feats.mean(0), np.cov(ref_feats, rowvar=False))
         assert value == pytest.approx(want, rel=2e-4, abs=1e-5)
     assert len({float(v) for v in np.asarray(got)}) == 3  # the masks and times matter
+    if kind == "ddim":  # quantised to uint8 levels as the held-out scores are: the same as quantising outside
+        fn_q = jax.jit(evo.fitness_fn(kind, schedule, apply_skip, feats, reference, clip_denoised=True, quantize=True))
+        got_q = np.asarray(fn_q(jnp.asarray(t), jnp.asarray(masks), noise, jax.random.key(1), params,
+                                jnp.float32(2.0))[0])
+        assert not np.allclose(got_q, np.asarray(got), rtol=1e-4)
+        for g, value in zip(genomes, got_q):
+            eps = skipping.static_eps(lambda x, t_, skip: apply_skip(params, x, t_, None, skip), g.timesteps,
+                                      g.skip_lists())
+            x = skipping.sample_at(kind, schedule, g.timesteps, eps, noise, jax.random.key(1), clip_denoised=True)
+            want = fid.frechet_distance_of(np.asarray(feats(2.0, targets.quantize_uint8(x)), np.float64),
+                                           ref_feats.mean(0), np.cov(ref_feats, rowvar=False))
+            assert value == pytest.approx(want, rel=2e-4, abs=1e-5)
 
 
 def test_new_timesteps_and_masks_do_not_recompile(tiny):

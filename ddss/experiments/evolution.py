@@ -170,7 +170,8 @@ class Evaluator:
         features_apply, self.feature_params = features
         reference = fid.Reference.from_stats(*target.train.reference_stats)  # the train space, never the eval one
         fn = evolution.fitness_fn(cfg.sampler, target.schedule, target.apply_skip, features_apply, reference,
-                                  clip_denoised=cfg.base.clip_denoised, template=template)
+                                  clip_denoised=cfg.base.clip_denoised, template=template,
+                                  quantize=target.quantize)  # as the held-out scores are
         devices = jax.devices()
         self.chunk = chunk_size(cfg, len(devices))
         if len(devices) > 1:  # candidates sharded over a 1-D mesh; noise and parameters replicated

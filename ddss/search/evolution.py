@@ -453,20 +453,24 @@ def record(state: SearchState, cfg: SearchConfig, candidates: Sequence[Genome], 
 
 
 def fitness_fn(kind: str, schedule, apply_skip, features_apply, reference: fid_lib.Reference, *,
-               clip_denoised: bool, template: ggdm.GGDMParams | None = None):
+               clip_denoised: bool, template: ggdm.GGDMParams | None = None, quantize: bool = False):
     """Pure `fitness(timesteps [C, K], masks [C, K, L], noise [N, ...], key, model_params,
     feature_params) -> (FID [C], nonfinite step [C])`: a chunk of C candidates sampled with `vmap`
     from the same noise (common random numbers), scored by the float32 FID against `reference`.
 
     `apply_skip(model_params, x, t, skip_mask, skip)` is the traced-mask network; `features_apply
-    (feature_params, images)` the feature extractor, fed samples clipped to [-1, 1]."""
+    (feature_params, images)` the feature extractor, fed samples clipped to [-1, 1], and with
+    `quantize` rounded to the 256 levels of a uint8 image first, as the final scores are."""
     check_sampler(kind, template)
 
     def one(timesteps, masks, noise, key, model_params, feature_params):
         eps = masked_eps(apply_skip, model_params, timesteps, masks)
         x, info = sample_at(kind, schedule, timesteps, eps, noise, key, clip_denoised=clip_denoised,
                             template=template, return_info=True)
-        feats = features_apply(feature_params, jnp.clip(x, -1.0, 1.0))
+        x = jnp.clip(x, -1.0, 1.0)
+        if quantize:
+            x = jnp.round((x + 1.0) * 127.5) / 127.5 - 1.0
+        feats = features_apply(feature_params, x)
         return fid_lib.jax_distance_of_features(feats, reference), info.nonfinite_step
 
     return jax.vmap(one, in_axes=(0, 0, None, None, None, None))
