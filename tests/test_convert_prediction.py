@@ -100,6 +100,10 @@ def test_prediction_survives_the_weight_file(tmp_path):
     out = str(tmp_path / "unet.safetensors")
     convert.main(["convert", directory, out])
     assert pretrained.load(out).prediction == "v"
+    # The written kernels are the converted ones (transposed views are stored in index order).
+    x, t = _x(VARIANT_CONFIG, seed=1), np.array([250.0, 750.0], np.float32)
+    np.testing.assert_array_equal(np.asarray(pretrained.load(out).model_output(x, t)),
+                                  np.asarray(convert.load_diffusers(directory).model_output(x, t)))
     convert.main(["convert", directory, out, "sample"])
     assert pretrained.load(out).prediction == "x0"
 

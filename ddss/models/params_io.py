@@ -21,10 +21,12 @@ class WeightFileError(ValueError):
 
 
 def flatten(params) -> dict[str, np.ndarray]:
-    """{'a': {'b': x}} -> {'a/b': np.asarray(x)}."""
+    """{'a': {'b': x}} -> {'a/b': x as a C-contiguous numpy array}. Contiguous because safetensors'
+    numpy writer stores a strided view's buffer in memory order, not in index order: a transposed
+    kernel would be written scrambled."""
     flat = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-        flat["/".join(k.key for k in path)] = np.asarray(leaf)
+        flat["/".join(k.key for k in path)] = np.ascontiguousarray(leaf)
     return flat
 
 
