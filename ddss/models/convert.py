@@ -171,32 +171,40 @@ def read_state_dict(directory: str) -> tuple[dict[str, np.ndarray], str]:
             raise params_io.WeightFileError(f"{path} is corrupt or not a safetensors file ({e}). {_AGAIN}.") from None
     pickled = os.path.join(directory, PICKLED_WEIGHTS)
     if os.path.isfile(pickled):
-        try:
-            import torch
-        except ImportError:
-            raise params_io.WeightFileError(
-                f"{directory} has only {PICKLED_WEIGHTS}, which needs torch to read. Install torch, or convert it once "
-                f"with `python -c \"import torch, safetensors.torch as st; st.save_file(torch.load('{pickled}', "
-                f"weights_only=True), '{path}')\"`.") from None
-        try:
-            state = torch.load(pickled, map_location="cpu", weights_only=True)
-        except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for damaged files
-            text = str(e).strip()
-            inner = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n\n|Check the documentation|$)", text, re.S)
-            first = inner.group(1) if inner else (text.split(". ")[0] if text else type(e).__name__)
-            raise params_io.WeightFileError(
-                f"{pickled} cannot be read with torch.load(weights_only=True) ({first}): it is damaged, or holds "
-                f"objects other than tensors, which ddss never unpickles. {_AGAIN}, or save it as {WEIGHTS} where you "
-                "trust it.") from None
-        others = sorted(k for k, v in state.items() if not isinstance(v, torch.Tensor)) if isinstance(state, dict) \
-            else None
-        if others is None or others:
-            found = f"entries that are not tensors: {others[:5]}" if others else f"a {type(state).__name__}"
-            raise params_io.WeightFileError(f"{pickled} is not a UNet state dict of tensors (it holds {found}). "
-                                            f"Pass the directory diffusers' save_pretrained wrote. {_WHERE}")
-        return {k: v.float().numpy() for k, v in state.items()}, pickled
+        convert = (f"python -c \"import torch, safetensors.torch as st; st.save_file(torch.load('{pickled}', "
+                   f"weights_only=True), '{path}')\"")
+        return read_torch_file(pickled, convert=convert, again=_AGAIN, expected="a UNet state dict of tensors",
+                               where=f"Pass the directory diffusers' save_pretrained wrote. {_WHERE}",
+                               trusted=f"save it as {WEIGHTS} where you trust it"), pickled
     raise MissingWeightsError(f"No {WEIGHTS} (or {PICKLED_WEIGHTS}) in {directory}: the weights are missing. "
                               f"{_WHERE}")
+
+
+def read_torch_file(path: str, *, convert: str, again: str, expected: str, where: str, trusted: str) -> dict:
+    """A PyTorch state dict (name -> tensor) as float32 numpy arrays, read with
+    `torch.load(weights_only=True)`: never an arbitrary unpickle. Without torch, the error gives
+    `convert`, the one-time command that writes a file ddss reads without it."""
+    try:
+        import torch
+    except ImportError:
+        raise params_io.WeightFileError(
+            f"{path} is a pickled PyTorch file, which needs torch to read. Install torch, or convert it once "
+            f"where torch is installed with `{convert}`.") from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for damaged files
+        text = str(e).strip()
+        inner = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\n\n|Check the documentation|$)", text, re.S)
+        first = inner.group(1) if inner else (text.split(". ")[0] if text else type(e).__name__)
+        raise params_io.WeightFileError(
+            f"{path} cannot be read with torch.load(weights_only=True) ({first}): it is damaged, or holds "
+            f"objects other than tensors, which ddss never unpickles. {again}, or {trusted}.") from None
+    others = sorted(k for k, v in state.items() if not isinstance(v, torch.Tensor)) if isinstance(state, dict) \
+        else None
+    if others is None or others:
+        found = f"entries that are not tensors: {others[:5]}" if others else f"a {type(state).__name__}"
+        raise params_io.WeightFileError(f"{path} is not {expected} (it holds {found}). {where}")
+    return {k: v.float().numpy() for k, v in state.items()}
 
 
 def scheduler_config(path: str) -> tuple[dict, str]:
