@@ -103,13 +103,17 @@ def as_timesteps(timesteps, num_timesteps: int):
     return np.asarray(timesteps, dtype=np.float64) if is_concrete(timesteps) else timesteps
 
 
-def model_output(eps_fn: EpsFn, x: jax.Array, t: jax.Array) -> jax.Array:
-    """eps_fn(x, t) with the scalar time t broadcast to the batch, its shape checked."""
+def model_output(eps_fn: EpsFn, x: jax.Array, t: jax.Array, *, channels: int | None = None) -> jax.Array:
+    """eps_fn(x, t) with the scalar time t broadcast to the batch, its shape checked (x's shape, or
+    x's with `channels` channels for a model that returns more than its prediction)."""
     eps = eps_fn(x, jnp.full(x.shape[:1], t, dtype=x.dtype))
-    if getattr(eps, "shape", None) != x.shape:
+    want = x.shape if channels is None else x.shape[:-1] + (channels,)
+    if getattr(eps, "shape", None) != want:
+        what = "a prediction of the same shape as x" if channels is None else \
+            f"shape {want}: the prediction and the learned variance, {channels // 2} channels each"
         raise ValueError(
             f"The model function returned shape {getattr(eps, 'shape', None)} for an input of shape {x.shape}; "
-            "it must return a prediction of the same shape as x."
+            f"it must return {what}."
         )
     return eps
 
