@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ddss.configs import ref_stats_digits, ref_stats_folder
+from ddss.configs import ref_stats_digits, ref_stats_folder, ref_stats_npz
 from ddss import experiments
 from ddss.data import digits as digits_data
 from ddss.experiments import ref_stats
@@ -164,3 +164,26 @@ def test_bad_sources_say_what_to_do(tmp_path):
     _write_digit_pngs(tmp_path / "one", 1)
     with pytest.raises(ValueError, match="at least 2 samples"):
         experiments.run(_folder_config(tmp_path / "one"), str(tmp_path / "e"))
+
+
+def test_an_openai_reference_batch_reads_without_pickle(tmp_path):
+    """source='npz': arr_0's uint8 images, their features and statistics as for the same pixels in a
+    folder of PNGs; a batch that needs pickle, or holds no arr_0, is refused by name."""
+    pixels = _write_digit_pngs(tmp_path / "images", 7, seed=3)
+    np.savez(tmp_path / "batch.npz", arr_0=pixels[..., None], arr_1=np.arange(7))  # labels beside, as openai's
+    config = _folder_config(tmp_path / "images", save_features=True)
+    del config["folder"]
+    config.source, config.npz = "npz", str(tmp_path / "batch.npz")
+    got = experiments.run(config, str(tmp_path / "npz"))
+    want = experiments.run(_folder_config(tmp_path / "images", save_features=True), str(tmp_path / "folder"))
+    np.testing.assert_array_equal(np.load(tmp_path / "npz" / "features.npy"),
+                                  np.load(tmp_path / "folder" / "features.npy"))
+    assert got["num_samples"] == 7 and got["info"]["source"] == "npz"
+    assert set(ref_stats_npz.get_config().keys()) - {"npz"} == set(ref_stats_folder.get_config().keys()) - {"folder"}
+    np.savez(tmp_path / "objects.npz", arr_0=np.array([{"a": 1}], dtype=object))
+    np.savez(tmp_path / "other.npz", images=pixels)
+    for name, message in (("objects.npz", "cannot be read without pickle"), ("other.npz", "has no arr_0"),
+                          ("missing.npz", "does not exist")):
+        config.npz = str(tmp_path / name)
+        with pytest.raises((ValueError, FileNotFoundError), match=message):
+            experiments.run(config, str(tmp_path / name.replace(".", "_")))

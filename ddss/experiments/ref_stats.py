@@ -7,6 +7,9 @@ Sources (`config.source`):
             pytorch-fid's directory mode reads them); `config.image_size` center-crops and resizes,
             otherwise all images must share one size
   "digits"  the bundled 8×8 digits (`config.split`: all, train or test)
+  "npz"     the uint8 images [N, H, W, C] under `arr_0` of an .npz file (`config.npz`): openai's
+            reference batches (e.g. VIRTUAL_imagenet64_labeled.npz), read without pickle;
+            `config.image_size` center-crops and resizes
 
 Features come from `config.features` (`ddss.metrics.features`). Writes to the work directory:
   stats.npz     mu, sigma (float64; pytorch-fid's format), num_samples, info (JSON)
@@ -32,7 +35,7 @@ from ddss.data import tfds as tfds_data
 from ddss.experiments import writers
 from ddss.metrics import features, stats
 
-SOURCES = ("tfds", "folder", "digits")
+SOURCES = ("tfds", "folder", "digits", "npz")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +60,7 @@ class RefStatsConfig:
     def from_config(cls, config) -> "RefStatsConfig":
         # The source's own fields (read by `_source`) and the feature network's section, besides these.
         fields.check_known("", config, [f.name for f in dataclasses.fields(cls)] +
-                           ["experiment", "features", "folder", "image_size", "split", "data"])
+                           ["experiment", "features", "folder", "image_size", "split", "data", "npz"])
         return cls(**{f.name: config[f.name] for f in dataclasses.fields(cls) if f.name in config})
 
 
@@ -95,6 +98,35 @@ def read_images(paths: list[str], channels: int, image_size: int | None) -> np.n
     return np.stack(out).astype(np.float32) / 127.5 - 1.0
 
 
+def npz_images(path: str | None, channels: int):
+    """The `arr_0` array of an .npz reference batch (uint8 [N, H, W, C]), checked."""
+    if not path:
+        raise ValueError("config.npz is not set: set --config.npz=FILE to an .npz of uint8 images under arr_0 "
+                         "(openai's reference batches, e.g. VIRTUAL_imagenet64_labeled.npz).")
+    path = os.path.expanduser(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Reference batch {path} does not exist.")
+    try:
+        archive = np.load(path, allow_pickle=False)
+        names = list(archive.files)
+    except Exception as e:  # numpy raises ValueError, OSError, BadZipFile ... for damaged or foreign files
+        raise ValueError(f"{path} is not a readable .npz file ({' '.join(str(e).split())[:120]}).") from None
+    if "arr_0" not in names:
+        raise ValueError(f"{path} has no arr_0 (it holds {names[:5]}): a reference batch keeps its images there.")
+    try:
+        images = archive["arr_0"]
+    except ValueError as e:  # an object array needs pickle, which is never used here
+        raise ValueError(f"{path}'s arr_0 cannot be read without pickle ({e}); it must be a uint8 array.") from None
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise ValueError(f"{path}'s arr_0 is {images.dtype} of shape {images.shape}; a reference batch holds uint8 "
+                         "images [N, H, W, 3] (or [N, H, W, 1] / [N, H, W]).")
+    if images.shape[-1] != channels:
+        raise ValueError(f"{path} holds {images.shape[-1]}-channel images; the feature network takes {channels}.")
+    return images
+
+
 def _source(config, extractor):
     """(number of images, function from an index range to images, description)."""
     if config.source == "digits":
@@ -106,6 +138,18 @@ def _source(config, extractor):
         return (len(files), lambda a, b: read_images(files[a:b], extractor.image_shape[2], size),
                 {"source": "folder", "folder": os.path.abspath(os.path.expanduser(config.folder)),
                  "image_size": size})
+    if config.source == "npz":
+        images = npz_images(config.get("npz"), extractor.image_shape[2])
+        size = config.get("image_size") or None
+
+        def read_npz(a, b):
+            batch = np.asarray(images[a:b])
+            if size:
+                batch = np.stack([tfds_data.center_crop_resize(im, size) for im in batch])
+            return batch.astype(np.float32) / 127.5 - 1.0
+
+        return len(images), read_npz, {"source": "npz", "npz": os.path.abspath(os.path.expanduser(config.npz)),
+                                       "image_size": size}
     data = tfds_data.from_config(config.data)
     source = tfds_data.open_source(data.name, data.split, data_dir=data.data_dir)
 
