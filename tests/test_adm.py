@@ -54,7 +54,7 @@ def test_unet_matches_guided_diffusion(flags):
     assert relative_error(got, want) < 1e-5
 
 
-def test_classifier_matches_guided_diffusion():
+def test_classifier_matches_guided_diffusion(tmp_path):
     th = require("torch")
     unet_module = require("guided_diffusion.unet")
     th.manual_seed(2)
@@ -74,6 +74,18 @@ def test_classifier_matches_guided_diffusion():
         want = model(th.from_numpy(x.transpose(0, 3, 1, 2)), th.from_numpy(t)).numpy()
     got = np.asarray(adm.ADMClassifier(config).apply({"params": params}, x, t))
     assert relative_error(got, want) < 1e-5
+    # From a torch.save'd file with create_classifier's flags, then from its conversion without them.
+    path, out = str(tmp_path / "classifier.pt"), str(tmp_path / "classifier.safetensors")
+    th.save(model.state_dict(), path)
+    flags = dict(image_size=16, classifier_width=32, classifier_depth=1, classifier_attention_resolutions="8",
+                 channel_mult="1,2", num_head_channels=16, num_classes=10)
+    for source in (path, out):
+        loaded_config, loaded = adm.load_classifier(source, **(flags if source == path else {}))
+        np.testing.assert_array_equal(np.asarray(adm.logits_fn(loaded_config, loaded)(x, t)), got)
+        if source == path:
+            adm.main(["adm", path, out, "--classifier"] + [f"--{k}={v}" for k, v in flags.items()])
+    with pytest.raises(params_io.WeightFileError, match="is not an ADM weight file"):
+        adm.load(out)
 
 
 def test_skipping_a_block_equals_removing_its_residual_branch():

@@ -179,6 +179,8 @@ def test_an_openai_reference_batch_reads_without_pickle(tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "npz" / "features.npy"),
                                   np.load(tmp_path / "folder" / "features.npy"))
     assert got["num_samples"] == 7 and got["info"]["source"] == "npz"
+    for a, b in zip(stats.load(got["stats"], dim=64)[:2], stats.load(want["stats"], dim=64)[:2]):
+        np.testing.assert_array_equal(a, b)
     assert set(ref_stats_npz.get_config().keys()) - {"npz"} == set(ref_stats_folder.get_config().keys()) - {"folder"}
     np.savez(tmp_path / "objects.npz", arr_0=np.array([{"a": 1}], dtype=object))
     np.savez(tmp_path / "other.npz", images=pixels)

@@ -54,6 +54,8 @@ def default_channel_mult(image_size: int) -> tuple[float, ...]:
 
 
 def _ints(value, name: str) -> tuple:
+    if isinstance(value, (int, float)):  # one value, as `--attention_resolutions=16` parses
+        return (value,)
     if isinstance(value, str):
         try:
             return tuple(float(v) if "." in v else int(v) for v in value.split(",") if v.strip())
@@ -766,10 +768,27 @@ def _read_checkpoint(path: str, *, convert: str) -> tuple[dict | None, tuple]:
     return None, (params, meta)
 
 
-def _conversion_command(path: str, flags: dict, out: str | None = None) -> str:
-    out = out or os.path.splitext(path)[0] + ".safetensors"
-    args = " ".join(f"--{k}={v}" for k, v in flags.items())
+def _conversion_command(path: str, flags: dict, *, classifier: bool = False) -> str:
+    out = os.path.splitext(path)[0] + ".safetensors"
+    args = " ".join(["--classifier"] * classifier + [f"--{k}={v}" for k, v in flags.items()])
     return f"python -m ddss.models.adm {path} {out} {args}".strip()
+
+
+def _open(path: str, flags: dict, kind: str) -> tuple[str, dict | None, tuple]:
+    """(path, state dict, ()) of an openai .pt file, or (path, None, (params, metadata)) of a file
+    `python -m ddss.models.adm` converted, checked to hold a `kind` network."""
+    from ddss.models import params_io
+
+    path = os.path.expanduser(path)
+    state, converted = _read_checkpoint(path, convert=_conversion_command(path, flags,
+                                                                          classifier=kind == "adm_classifier"))
+    if state is None:
+        params, meta = converted
+        if meta.get("kind") != kind:
+            what = "an ADM classifier" if kind == "adm_classifier" else "an ADM"
+            raise params_io.WeightFileError(f"{path} is not {what} weight file (written by `python -m ddss.models.adm`).")
+        params_io.check_finite(params, source=path)
+    return path, state, converted
 
 
 def load(path: str, **flags) -> ADMModel:
@@ -777,15 +796,11 @@ def load(path: str, **flags) -> ADMModel:
     (a converted .safetensors file needs none: it records them)."""
     from ddss.models import params_io
 
-    path = os.path.expanduser(path)
-    state, converted = _read_checkpoint(path, convert=_conversion_command(path, flags))
+    path, state, converted = _open(path, flags, "adm")
     if state is None:
         params, meta = converted
-        if meta.get("kind") != "adm":
-            raise params_io.WeightFileError(f"{path} is not an ADM weight file (written by `python -m ddss.models.adm`).")
         config = ADMConfig.from_dict(meta["config"])
         params_io.check_against(params, param_shapes(config), source=path)
-        params_io.check_finite(params, source=path)
         return ADMModel(config, params, meta["schedule"], bool(meta.get("rescale_timesteps")),
                         meta.get("prediction", "eps"), {"source": path, **meta.get("flags", {})})
     model_flags, diffusion = _split_flags(dict(flags))
@@ -811,12 +826,9 @@ def load_classifier(path: str, **flags) -> tuple[ClassifierConfig, dict]:
     (config, params); `logits_fn(config, params)(x, t)` gives its logits."""
     from ddss.models import params_io
 
-    path = os.path.expanduser(path)
-    state, converted = _read_checkpoint(path, convert=_conversion_command(path, flags))
+    path, state, converted = _open(path, flags, "adm_classifier")
     if state is None:
         params, meta = converted
-        if meta.get("kind") != "adm_classifier":
-            raise params_io.WeightFileError(f"{path} is not an ADM classifier weight file.")
         config = ClassifierConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in meta["config"].items()})
         params_io.check_against(params, classifier_param_shapes(config), source=path)
         return config, params
