@@ -369,14 +369,6 @@ def network_macs(config: ADMConfig) -> int:
     return total
 
 
-def _static_skip(skip: Sequence[int], num: int) -> frozenset[int]:
-    skip = tuple(int(i) for i in skip)
-    bad = [i for i in skip if not 0 <= i < num]
-    if bad:
-        raise ValueError(f"skip indices {bad} are out of range; this network has blocks 0..{num - 1}.")
-    return frozenset(skip)
-
-
 def _check_mask(skip_mask, num: int):
     if skip_mask is None:
         return None
@@ -433,7 +425,7 @@ class ADMNet(nn.Module):
                              f"(class_cond={cfg.class_cond}).")
         seq = layers(cfg)
         num = sum(layer.block is not None for layer in seq)
-        static, skip_mask = _static_skip(skip, num), _check_mask(skip_mask, num)
+        static, skip_mask = unet._check_static_skip(skip, num), _check_mask(skip_mask, num)
         t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), (x.shape[0],))
         emb = timestep_embedding(t, cfg.num_channels)
         emb = nn.Dense(cfg.temb_dim, name="time_embed_2")(nn.silu(nn.Dense(cfg.temb_dim, name="time_embed_0")(emb)))
@@ -470,7 +462,7 @@ class ClassifierConfig:
         if self.classifier_pool not in ("attention", "adaptive"):
             raise ValueError(f"ADM classifier: pool {self.classifier_pool!r} is not supported; openai's released "
                              "classifiers use 'attention' (and 'adaptive' is supported).")
-        self.unet  # checks channels and heads
+        _ = self.unet  # building the shared body checks its channels and heads
 
     @classmethod
     def from_flags(cls, **flags) -> "ClassifierConfig":
