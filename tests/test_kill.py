@@ -111,7 +111,13 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+# UNet training's kill (three ~1 min processes) runs with the slow checks: the same SIGKILL during an orbax
+# save is exercised by the DDSS case, and training's exact resume by tests/test_experiment_train.py.
+SLOW_CASES = {"unet training, during the 2nd checkpoint save"}
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c in SLOW_CASES else c
+                                  for c in sorted(CASES)])
 def test_a_killed_command_resumes_to_the_uninterrupted_result(case, tmp_path):
     args, kill = CASES[case]
     whole = _run(args, tmp_path / "whole")
