@@ -9,11 +9,12 @@ Samplers, as pure functions (`init(schedule, timesteps, ...) -> params`, then
     ddss.schedules                  VP noise schedules, ᾱ(t) for real t, time grids (linear, quadratic,
                                     λ-uniform "logsnr", EDM ρ=7)
     ddss.samplers.ddim              DDIM(η)
-    ddss.samplers.ddpm              DDPM ancestral sampling
+    ddss.samplers.ddpm              DDPM ancestral sampling (small, large or learned-range variance)
     ddss.samplers.dpm_solver        DPM-Solver++ (2M, 3M)
     ddss.samplers.unipc             UniPC (bh2, orders 2 and 3, with its corrector)
     ddss.samplers.ipndm             iPNDM (orders 1-4)
     ddss.samplers.ggdm              GGDM, the learnable family of DDSS (VARS, GGDM, +PRED, +TIME)
+    ddss.samplers.guidance          classifier and classifier-free guidance, as model-function wrappers
     ddss.samplers.raise_if_nonfinite   host-side check of a sample's `SampleInfo`
 
 Learned and searched samplers, as files (`sampler.sample(eps_fn, x_K, key)` inside your own `jit`):
@@ -31,6 +32,8 @@ Models (`model.eps_fn(x [B, H, W, C], t [B]) -> ε̂`, with skippable blocks):
     ddss.models.digits.load_learned_sampler()   a K = 5 sampler learned for it (ships with ddss)
     ddss.models.convert.load_diffusers(directory, prediction_type=None)   a diffusers `UNet2DModel`
                                     checkpoint (ε, v or sample prediction; learned variance)
+    ddss.models.adm.load(path, **flags)   an openai ADM / improved-DDPM checkpoint (`eps_fn(x, t, y=None)`),
+                                    with `adm.load_classifier` for its noisy classifier
     ddss.models.gmm                 an analytic Gaussian mixture with its exact ε
     ddss.models.adapters            x₀- and v-prediction as ε-prediction
 
