@@ -29,6 +29,7 @@ the model was trained with `rescale_timesteps=True` (improved-diffusion's T = 40
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 from typing import Any, Sequence
@@ -634,8 +635,8 @@ class ADMModel:
     prediction: str = "eps"  # "eps", or "x0" for a model trained with predict_xstart=True
     metadata: dict = dataclasses.field(default_factory=dict)
 
-    @property
-    def schedule(self):
+    @functools.cached_property
+    def schedule(self):  # built once per model, not at every eps_fn call
         from ddss.models import pretrained
 
         return pretrained.schedule_from_spec(self.schedule_spec)
