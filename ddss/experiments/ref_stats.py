@@ -108,15 +108,16 @@ def npz_images(path: str | None, channels: int):
         raise FileNotFoundError(f"Reference batch {path} does not exist.")
     try:
         archive = np.load(path, allow_pickle=False)
-        names = list(archive.files)
     except Exception as e:  # numpy raises ValueError, OSError, BadZipFile ... for damaged or foreign files
         raise ValueError(f"{path} is not a readable .npz file ({' '.join(str(e).split())[:120]}).") from None
-    if "arr_0" not in names:
-        raise ValueError(f"{path} has no arr_0 (it holds {names[:5]}): a reference batch keeps its images there.")
-    try:
-        images = archive["arr_0"]
-    except ValueError as e:  # an object array needs pickle, which is never used here
-        raise ValueError(f"{path}'s arr_0 cannot be read without pickle ({e}); it must be a uint8 array.") from None
+    with archive:  # the array is read whole; the file is closed after
+        if "arr_0" not in archive.files:
+            raise ValueError(f"{path} has no arr_0 (it holds {archive.files[:5]}): a reference batch keeps its "
+                             "images there.")
+        try:
+            images = archive["arr_0"]
+        except ValueError as e:  # an object array needs pickle, which is never used here
+            raise ValueError(f"{path}'s arr_0 cannot be read without pickle ({e}); it must be a uint8 array.") from None
     if images.ndim == 3:
         images = images[..., None]
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
