@@ -61,15 +61,25 @@ class LoadedSampler:
         return ggdm.sample(self.params, eps_fn, x_K, key, **kwargs)
 
 
-def save_sampler(path: str, params: ggdm.GGDMParams, *, clip_denoised: bool, info: dict | None = None) -> None:
-    """Writes a learned GGDM-family sampler; `info` (JSON-able) records how it was made."""
+def model_record(sha256: str, *, num_classes: int = 0, guidance: dict | None = None) -> dict:
+    """What a sampler file records of the model it was learned or searched for: the model's identity
+    (sha256 of its weight files and schedule), its classes, and the guidance (kind and scale) its ε had.
+    `load_sampler(..., model_sha256=, guidance_scale=)` refuses the file for another model or scale."""
+    return {"sha256": str(sha256), "num_classes": int(num_classes), "guidance": guidance,
+            "guidance_scale": None if guidance is None else float(guidance["scale"])}
+
+
+def save_sampler(path: str, params: ggdm.GGDMParams, *, clip_denoised: bool, info: dict | None = None,
+                 model: dict | None = None) -> None:
+    """Writes a learned GGDM-family sampler; `info` (JSON-able) records how it was made, `model`
+    (`model_record`) the model and guidance it was learned for."""
     ggdm.check_params(params)
     tensors = {"learned": {k: np.asarray(v, np.float32) for k, v in params.learned.items()},
                "base_times": np.asarray(params.base_times, np.float64),
                "schedule": {"log_alpha_bar_table": np.asarray(params.schedule.log_alpha_bar_table, np.float64)}}
     meta = {"kind": KIND, "format_version": FORMAT_VERSION, "family": params.family, "base": params.base,
             "eta": params.eta, "num_steps": params.num_steps, "clip_denoised": bool(clip_denoised),
-            "info": info or {}}
+            "info": info or {}, **({"model": model} if model else {})}
     params_io.save(path, tensors, meta)
     save_timesteps_json(timesteps_json_path(path), LoadedSampler(params=params, clip_denoised=clip_denoised,
                                                                  metadata=meta))
@@ -108,9 +118,9 @@ class EvolvedSampler:
 
 def save_evolved_sampler(path: str, timesteps, skip_mask, *, kind: str, schedule: schedules.Schedule,
                          clip_denoised: bool, ggdm_params: ggdm.GGDMParams | None = None,
-                         info: dict | None = None) -> None:
+                         info: dict | None = None, model: dict | None = None) -> None:
     """Writes a searched sampler: timesteps [K] (integers; stored noisiest first, each skip row kept with
-    its timestep), skip mask [K, L] (True = skip), the sampler kind."""
+    its timestep), skip mask [K, L] (True = skip), the sampler kind; `model` as in `save_sampler`."""
     t, mask = np.asarray(timesteps), np.asarray(skip_mask, bool)
     if t.ndim != 1 or mask.ndim != 2 or mask.shape[0] != len(t):
         raise ValueError(f"Need timesteps [K] and a skip mask [K, L]; got shapes {t.shape} and {mask.shape}.")
@@ -120,7 +130,8 @@ def save_evolved_sampler(path: str, timesteps, skip_mask, *, kind: str, schedule
     tensors = {"timesteps": t.astype(np.int64), "skip_mask": mask.astype(np.uint8),
                "schedule": {"log_alpha_bar_table": np.asarray(schedule.log_alpha_bar_table, np.float64)}}
     meta = {"kind": EVOLVED_KIND, "format_version": FORMAT_VERSION, "sampler": kind, "num_steps": len(t),
-            "num_blocks": int(mask.shape[1]), "clip_denoised": bool(clip_denoised), "info": info or {}}
+            "num_blocks": int(mask.shape[1]), "clip_denoised": bool(clip_denoised), "info": info or {},
+            **({"model": model} if model else {})}
     if ggdm_params is not None:
         tensors["ggdm"] = {k: np.asarray(v, np.float32) for k, v in ggdm_params.learned.items()}
         meta.update(family=ggdm_params.family, base=ggdm_params.base, eta=ggdm_params.eta)
@@ -497,12 +508,34 @@ def _load_learned(path: str, tensors: dict, meta: dict, family: str | None,
     return LoadedSampler(params=params, clip_denoised=bool(meta["clip_denoised"]), metadata=meta)
 
 
+def check_model(path: str, meta: dict, model_sha256: str | None = None, guidance_scale: float | None = None) -> None:
+    """Refuses a sampler file recorded for another model, or another guidance scale (None: unguided).
+    A file without a model record (written by hand, without `model=`) cannot be checked and passes."""
+    record = meta.get("model")
+    if not record:
+        return
+    if model_sha256 is not None and record.get("sha256") != model_sha256:
+        raise SamplerFileError(f"{path} was learned or searched for another model (sha256 {record.get('sha256')}, "
+                               f"not {model_sha256}): its steps and coefficients fit that model only. Learn or "
+                               "search one for this model.")
+    if guidance_scale is not None or model_sha256 is not None:
+        want = None if not guidance_scale else float(guidance_scale)
+        have = record.get("guidance_scale")
+        if have != want:
+            said = lambda s: "no guidance" if s is None else f"guidance scale {s}"
+            raise SamplerFileError(f"{path} was learned or searched with {said(have)}, but it is used here with "
+                                   f"{said(want)}: a sampler's steps fit the guided ε it saw. Use the same scale "
+                                   "(config.adm.classifier_scale), or learn or search one at this scale.")
+
+
 def load_sampler(path: str, *, family: str | None = None, num_steps: int | None = None,
-                 num_blocks: int | None = None, expect: str | None = None) -> LoadedSampler | EvolvedSampler:
+                 num_blocks: int | None = None, expect: str | None = None, model_sha256: str | None = None,
+                 guidance_scale: float | None = None) -> LoadedSampler | EvolvedSampler:
     """Reads a file written by `save_sampler` or `save_evolved_sampler`. `family`, `num_steps` and
     (searched samplers) `num_blocks`, when given, must match the file: a searched sampler's family is
     its GGDM's (only `sampler = "ggdm"` has one). `expect` ("learned": a `LoadedSampler`, "searched":
-    an `EvolvedSampler`) refuses the other kind.
+    an `EvolvedSampler`) refuses the other kind. `model_sha256` and `guidance_scale` (0 or None:
+    unguided), when given, must match the model record of the file (`check_model`).
 
     Any problem raises one `SamplerFileError` (a ValueError; `SamplerFileNotFoundError`, also a
     FileNotFoundError, for a missing file; `NonFiniteSamplerError`, also a FloatingPointError, for
@@ -511,6 +544,7 @@ def load_sampler(path: str, *, family: str | None = None, num_steps: int | None 
         raise ValueError(f"expect={expect!r}: choose one of {tuple(EXPECT)} (or None for either).")
     tensors, meta = _read(path)
     kind = _check_header(path, meta)
+    check_model(path, meta, model_sha256, guidance_scale)
     if expect is not None and kind != EXPECT[expect]:
         (found, wrote), (wanted, writes) = _KIND_NAMES[kind], _KIND_NAMES[EXPECT[expect]]
         search = f", a {meta['sampler']} search" if kind == EVOLVED_KIND else ""

@@ -10,11 +10,13 @@ spaces, precision and recall), which also documents the files written.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import ml_collections
 
 from ddss import fields
 from ddss.experiments import evaluation, targets, writers
+from ddss.samplers import conditioning
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +52,10 @@ class BaselinesConfig:
     eval_reference_stats: str | None = None  # stats.npz of the data in the evaluation space
     eval_seed: int = 0  # the held-out noise bank's seed, in [0, 2**20); training seeds are disjoint from it
     ceiling_cache: str | None = "~/.cache/ddss/ceilings"  # None: recompute the many-step ceiling every run
+    # model = "adm": {"flags": create_model_and_diffusion flags, "classifier": path or None,
+    # "classifier_flags": create_classifier flags, "classifier_scale": s (0: unguided)}
+    adm: dict | None = None
+    class_labels: str = "uniform"  # a class-conditional bank's labels: "uniform" (balanced) or "random" (i.i.d.)
 
     @classmethod
     def known(cls, *extra: str) -> list[str]:
@@ -80,6 +86,10 @@ class BaselinesConfig:
         for field in ("features", "eval_features"):
             if c.get(field) is not None:
                 c[field] = ml_collections.ConfigDict(c[field])
+        if c["model"] == "adm":
+            c["adm"] = check_adm(c.get("adm"))
+        elif c.get("adm") is not None:
+            c["adm"] = None  # only an ADM checkpoint reads it
         cfg = fields.construct(cls, "", c)
         for method in cfg.methods:
             evaluation.parse_method(method)
@@ -89,6 +99,8 @@ class BaselinesConfig:
                      reference_stats=fields.OPT_STR, eval_reference_stats=fields.OPT_STR,
                      ceiling_cache=fields.OPT_STR)
         evaluation.check_seeds(cfg.seed, cfg.eval_seed)
+        if cfg.class_labels not in conditioning.DRAWS:
+            raise ValueError(f"config.class_labels = {cfg.class_labels!r}: choose one of {conditioning.DRAWS}.")
         if cfg.model == "gmm":
             evaluation.make_schedule(cfg.schedule, cfg.num_timesteps)  # an unknown schedule name fails here
             too_many = [k for k in cfg.num_steps + (cfg.reference_steps,) if k > cfg.num_timesteps]
@@ -96,6 +108,23 @@ class BaselinesConfig:
                 raise ValueError(f"K = {too_many[0]} exceeds the mixture's T = {cfg.num_timesteps} diffusion steps: "
                                  f"use K ≤ {cfg.num_timesteps} (config.num_steps, config.reference_steps).")
         return cfg
+
+
+ADM_FIELDS = ("flags", "classifier", "classifier_flags", "classifier_scale")
+
+
+def check_adm(adm) -> dict:
+    """config.adm, checked: its known fields, a finite classifier_scale ≥ 0, flags as mappings."""
+    adm = dict(adm or {})
+    fields.check_known("adm", adm, ADM_FIELDS)
+    adm = {"flags": dict(adm.get("flags") or {}), "classifier": adm.get("classifier") or None,
+           "classifier_flags": dict(adm.get("classifier_flags") or {}),
+           "classifier_scale": adm.get("classifier_scale", 0.0)}
+    scale = adm["classifier_scale"]
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale < 0:
+        raise ValueError(f"config.adm.classifier_scale must be a finite number ≥ 0 (0: no guidance), got {scale!r}.")
+    adm["classifier_scale"] = float(scale)
+    return adm
 
 
 def run(config, workdir: str) -> dict:

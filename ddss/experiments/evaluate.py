@@ -89,15 +89,19 @@ def run(config, workdir: str) -> dict:
     target, noise_bank, key_sampler = evaluation.setup(cfg.base, workdir)
     rows = []
     for i, path in enumerate(cfg.samplers):
-        sampler = export.load_sampler(path, num_blocks=target.num_blocks)
+        sampler = export.load_sampler(path, num_blocks=target.num_blocks, model_sha256=target.identity or None,
+                                      guidance_scale=(target.guidance or {}).get("scale", 0.0))
         method = cfg.labels[i] if cfg.labels else method_of(path)
         if isinstance(sampler, export.EvolvedSampler):
             samples, wall = evolution.score_sampler(sampler, target, noise_bank, key_sampler, cfg.base.batch_size)
             extra = {"timesteps": np.asarray(sampler.timesteps).tolist(), "skip": [list(s) for s in sampler.skip],
                      "block_executions": sampler.block_executions, "sampler": sampler.kind}
         else:
-            fn = jax.jit(lambda p, x, key: ggdm.sample(p[0], lambda x_, t_: target.apply(p[1], x_, t_), x, key,
-                                                       clip_denoised=sampler.clip_denoised, return_info=True))
+            def learned(p, batch, key, sampler=sampler):
+                x, eps, _ = evaluation.model_fns(target, p[1], batch)
+                return ggdm.sample(p[0], eps, x, key, clip_denoised=sampler.clip_denoised, return_info=True)
+
+            fn = jax.jit(learned)
             samples, wall = evaluation.timed_samples(fn, (sampler.params, target.params), noise_bank, key_sampler,
                                                      cfg.base.batch_size)
             extra = {"timesteps": np.asarray(sampler.params.timesteps).tolist(), "family": sampler.family}

@@ -37,9 +37,9 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from ddss import schedules
+from ddss import export, schedules
 from ddss.experiments import plots, targets
-from ddss.samplers import ddim, ddpm, dpm_solver, ipndm, raise_if_nonfinite, unipc
+from ddss.samplers import conditioning, ddim, ddpm, dpm_solver, ipndm, raise_if_nonfinite, unipc
 
 SHIPPED_CEILINGS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "models", "assets", "ceilings")
 SEED_SPAN = 2**20  # evaluation seeds: [0, SEED_SPAN); training, validation and fitness seeds: [SEED_SPAN, 2·SEED_SPAN)
@@ -127,6 +127,9 @@ def make_target(cfg, key) -> targets.Target:
                                   schedule_name=cfg.schedule)
     if cfg.model == "digits":
         return targets.digits_target(cfg.checkpoint)
+    if cfg.model == "adm":
+        return targets.adm_target(cfg.checkpoint, cfg.adm or {}, cfg.features, cfg.reference_stats,
+                                  cfg.eval_features, cfg.eval_reference_stats)
     return targets.diffusers_target(cfg.checkpoint, cfg.features, cfg.reference_stats, cfg.eval_features,
                                     cfg.eval_reference_stats)
 
@@ -139,7 +142,10 @@ def make_schedule(name: str, num_timesteps: int) -> schedules.Schedule:
 
 
 def setup(cfg, workdir: str):
-    """(target, held-out noise bank, sampler key): what every evaluating experiment scores against."""
+    """(target, held-out noise bank, sampler key): what every evaluating experiment scores against.
+
+    A class-conditional target's bank is `conditioning.Labelled(noise, labels)`, its labels drawn as
+    `cfg.class_labels` says ("uniform": each class equally often; "random": i.i.d.) from the bank's own key."""
     check_seeds(cfg.seed, cfg.eval_seed)
     if cfg.model == "gmm":
         make_schedule(cfg.schedule, cfg.num_timesteps)  # a bad schedule name fails before any work
@@ -149,7 +155,26 @@ def setup(cfg, workdir: str):
     os.makedirs(os.path.join(workdir, "grids"), exist_ok=True)
     # Held-out noise: one bank shared by every method (common random numbers), used for nothing else.
     noise_bank = np.asarray(jax.random.normal(key_noise, (cfg.num_samples,) + tuple(target.image_shape)))
-    return target, noise_bank, key_sampler
+    return target, labelled(target, noise_bank, key_noise, cfg.class_labels), key_sampler
+
+
+def labelled(target: targets.Target, noise, key, draw: str = "uniform"):
+    """A class-conditional target's noise with its labels, drawn from `key` (`conditioning.draw`); plain
+    noise for an unconditional target."""
+    if not target.num_classes:
+        return noise
+    return conditioning.Labelled(noise, conditioning.draw(draw, len(noise), target.num_classes,
+                                                          jax.random.fold_in(key, 1)))
+
+
+def model_fns(target: targets.Target, model_params, batch):
+    """(x_K, ε(x, t), the ancestral sampler's (model function, cond_fn)) of one batch of the bank: its
+    labels, if any, bound into the model functions."""
+    x, y = conditioning.split(batch)
+    eps = lambda x_, t_: target.apply(model_params, x_, t_, y)
+    own = (lambda x_, t_: target.apply_variance(model_params, x_, t_, y)) if target.apply_variance else eps
+    cond = (lambda x_, t_: target.cond_fn(model_params, x_, t_, y)) if target.cond_fn else None
+    return x, eps, (own, cond)
 
 
 def score_row(target: targets.Target, cfg, method: str, k: int, samples: np.ndarray, wall: float, workdir: str,
@@ -172,14 +197,8 @@ def baseline_rows(cfg, target: targets.Target, noise_bank, key_sampler, workdir:
         schedules.timesteps(schedule, "linear", k)  # K out of range fails before any sampling
     # One jitted sampler per module: strides and orders of the same module and K share one compilation.
     # The model's parameters are an argument, not a constant folded into the program.
-    sample_fns = {
-        module: jax.jit(
-            lambda p, x, key_, module=module: module.sample(
-                p[0], lambda x_, t_: target.apply(p[1], x_, t_), x, key_, clip_denoised=cfg.clip_denoised,
-                return_info=True)
-        )
-        for module, _ in BASELINE_METHODS.values()
-    }
+    sample_fns = {module: jax.jit(lambda p, b, key_, module=module: _sample(module, target, p, b, key_, cfg))
+                  for module, _ in BASELINE_METHODS.values()}
     rows = []
     cache = ceiling_cache_path(cfg, target)
     for method, k in tqdm(jobs, desc="sampling", unit="row"):
@@ -190,6 +209,8 @@ def baseline_rows(cfg, target: targets.Target, noise_bank, key_sampler, workdir:
                                   cached=os.path.abspath(cache)))
             continue
         module, kwargs, stride = parse_method("ddpm-linear" if method == ceiling else method)
+        if module is ddpm and target.apply_variance is not None:
+            kwargs = {**kwargs, "variance": "learned_range"}  # the model's own ancestral sampler
         params = (module.init(schedule, schedules.timesteps(schedule, stride, k), **kwargs), target.params)
         samples, wall = timed_samples(sample_fns[module], params, noise_bank, key_sampler, cfg.batch_size)
         if method == ceiling and cache:  # scored as stored, so a cached rerun gives the same row
@@ -199,6 +220,15 @@ def baseline_rows(cfg, target: targets.Target, noise_bank, key_sampler, workdir:
                                 device=jax.devices()[0].device_kind)
         rows.append(score_row(target, cfg, method, k, samples, wall, workdir))
     return rows
+
+
+def _sample(module, target: targets.Target, p, batch, key, cfg):
+    """One baseline sampler on one batch: the ancestral sampler with the model's learned variance and
+    guidance's condition_mean route where the target has them, every other sampler on (guided) ε."""
+    x, eps, (own, cond) = model_fns(target, p[1], batch)
+    if module is ddpm:
+        return ddpm.sample(p[0], own, x, key, clip_denoised=cfg.clip_denoised, return_info=True, cond_fn=cond)
+    return module.sample(p[0], eps, x, key, clip_denoised=cfg.clip_denoised, return_info=True)
 
 
 def ceiling_cache_path(cfg, target: targets.Target) -> str | None:
@@ -213,7 +243,8 @@ def ceiling_cache_path(cfg, target: targets.Target) -> str | None:
     # at run time can differ in its last bits between machines and library versions.
     digest = hashlib.sha256(f"{target.identity}:{tuple(target.image_shape)}".encode())
     name = (f"{target.name.split(':')[0]}-{digest.hexdigest()[:16]}-ddpm{cfg.reference_steps}-n{cfg.num_samples}"
-            f"-seed{cfg.eval_seed}-clip{int(cfg.clip_denoised)}.npz")
+            f"-seed{cfg.eval_seed}-clip{int(cfg.clip_denoised)}"
+            + (f"-labels_{cfg.class_labels}" if target.num_classes else "") + ".npz")
     shipped = os.path.join(SHIPPED_CEILINGS, name)
     return shipped if os.path.exists(shipped) else os.path.join(os.path.expanduser(cfg.ceiling_cache), name)
 
@@ -247,7 +278,7 @@ def finish(cfg, target: targets.Target, rows: list[dict], workdir: str, **extra)
                **target.describe(),
                "eval_noise": {"eval_seed": cfg.eval_seed, "seed_range": [0, SEED_SPAN], "num_samples": cfg.num_samples},
                "training_seeds": {"seed": cfg.seed, "seed_range": [SEED_SPAN, 2 * SEED_SPAN]},
-               **extra, "rows": rows}
+               **conditioning_record(cfg, target), **extra, "rows": rows}
     with open(os.path.join(workdir, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
     if target.train is not None:
@@ -256,6 +287,22 @@ def finish(cfg, target: targets.Target, rows: list[dict], workdir: str, **extra)
         plots.score_vs_k(rows, os.path.join(workdir, "fid_vs_k.png"), ylabel=ylabel)
     print(format_table(rows, target))
     return results
+
+
+def model_record(target: targets.Target) -> dict | None:
+    """What an export records of the model (identity, classes, guidance); None for a target without an identity."""
+    if not target.identity:
+        return None
+    return export.model_record(target.identity, num_classes=target.num_classes, guidance=target.guidance)
+
+
+def conditioning_record(cfg, target: targets.Target) -> dict:
+    """results.json's record of class-conditional sampling: the classes, how the held-out bank's labels
+    were drawn (FID moves with it), the guidance. Empty for an unconditional target."""
+    if not target.num_classes:
+        return {}
+    return {"conditioning": {"num_classes": target.num_classes, "labels": cfg.class_labels,
+                             "guidance": target.guidance}}
 
 
 def save_samples(workdir: str, method: str, k: int, samples: np.ndarray) -> None:

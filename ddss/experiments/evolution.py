@@ -44,7 +44,7 @@ from tqdm import tqdm
 from ddss import export, fields, schedules
 from ddss.experiments import baselines, checkpoints, evaluation, plots, targets, writers
 from ddss.metrics import fid
-from ddss.samplers import ggdm, skipping
+from ddss.samplers import conditioning, ggdm, skipping
 from ddss.search import evolution
 
 EVOLUTION_KEYS = ("sampler", "ggdm_sampler", "fitness_samples", "chunk_size", "chunk_images", "seed_stride",
@@ -182,7 +182,8 @@ class Evaluator:
         else:
             self.fn = jax.jit(fn)
         k_noise, self.key = jax.random.split(key)
-        self.noise = jax.random.normal(k_noise, (cfg.fitness_samples,) + tuple(target.image_shape))
+        self.noise = evaluation.labelled(target, jax.random.normal(k_noise, (cfg.fitness_samples,) +
+                                                               tuple(target.image_shape)), k_noise)
         self.model_params = target.params
 
     def __call__(self, genomes, *, desc: str = "candidates") -> np.ndarray:
@@ -217,7 +218,8 @@ def run_search(name: str, cfg: EvolutionConfig, space: evolution.Space, search: 
         "sampler": cfg.sampler, "ggdm_sampler": cfg.ggdm_sampler, "fitness_samples": cfg.fitness_samples,
         "seed": cfg.base.seed, "seed_stride": cfg.seed_stride, "model": cfg.base.model,
         "checkpoint": cfg.base.checkpoint, "clip_denoised": cfg.base.clip_denoised,
-        "branched_from": branched_from, "branched_at": start.generation if start is not None else 0},
+        "branched_from": branched_from, "branched_at": start.generation if start is not None else 0,
+        **({"adm": cfg.base.adm} if cfg.base.model == "adm" else {})},
         what="search", redo="search again")
     record_path = os.path.join(rundir, "search.json")
     mngr = ocp.CheckpointManager(os.path.abspath(os.path.join(rundir, "checkpoints")),
@@ -280,8 +282,12 @@ def run_search(name: str, cfg: EvolutionConfig, space: evolution.Space, search: 
 
 def deployed_sample_fn(sampler: export.EvolvedSampler, target: targets.Target):
     """(model params, x_K, key) -> (x_0, info), the skip lists static: the baselines' sampling signature."""
-    return jax.jit(lambda p, x, key: sampler.sample(
-        lambda x_, t_, skip: target.apply_skip(p, x_, t_, None, skip), x, key, return_info=True))
+    def sample(p, batch, key):
+        x, y = conditioning.split(batch)
+        return sampler.sample(lambda x_, t_, skip: target.apply_skip(p, x_, t_, None, skip, y), x, key,
+                              return_info=True)
+
+    return jax.jit(sample)
 
 
 def score_sampler(sampler, target, noise_bank, key, batch_size) -> tuple[np.ndarray, float]:
@@ -343,7 +349,7 @@ def searched_rows(cfg: EvolutionConfig, target: targets.Target, noise_bank, key_
         # two runs of one configuration write byte-identical exports (search.json keeps the time)
         export.save_evolved_sampler(export_path, winner.timesteps, winner.skip, kind=cfg.sampler,
                                     schedule=target.schedule, clip_denoised=cfg.base.clip_denoised,
-                                    ggdm_params=template, info=info)
+                                    ggdm_params=template, info=info, model=evaluation.model_record(target))
         sampler = export.load_sampler(export_path, num_blocks=L)
         samples, wall = score_sampler(sampler, target, noise_bank, key_sampler, cfg.base.batch_size)
         row = evaluation.score_row(

@@ -195,8 +195,8 @@ class Trainer:
         template = self.init_params
 
         def sample(learned, model_params, x, key_, **kwargs):
-            return ggdm.sample(template.replace(learned=learned), lambda x_, t_: target.apply(model_params, x_, t_),
-                               x, key_, clip_denoised=clip, **kwargs)
+            x, eps, _ = evaluation.model_fns(target, model_params, x)
+            return ggdm.sample(template.replace(learned=learned), eps, x, key_, clip_denoised=clip, **kwargs)
 
         teacher = None
         if self.loss_cfg.uses_teacher:
@@ -210,13 +210,15 @@ class Trainer:
         self.optimizer = differentiable.make_optimizer(self.learning_rate, t.grad_clip, self.steps, t.warmup_steps)
         self.reals = None if reals is None else jnp.asarray(reals)  # None: a loss without KID
         self.step = jax.jit(differentiable.make_step(loss, self.optimizer, (t.batch_size,) + tuple(target.image_shape),
-                                                     0 if reals is None else len(self.reals), t.batch_size),
+                                                     0 if reals is None else len(self.reals), t.batch_size,
+                                                     num_classes=target.num_classes),
                             donate_argnums=0)
         # (learned, model params), x_K, key -> (x_0, info): the baselines' sampling signature.
         self.sample = jax.jit(lambda p, x, key_: sample(p[0], p[1], x, key_, return_info=True))
         k_run, k_val, self.k_val_sampler = jax.random.split(key, 3)
         self.run_key = k_run
-        self.val_bank = np.asarray(jax.random.normal(k_val, (t.val_samples,) + tuple(target.image_shape)))
+        self.val_bank = evaluation.labelled(target, np.asarray(jax.random.normal(k_val, (t.val_samples,) +
+                                                                       tuple(target.image_shape))), k_val)
 
     def initial_state(self):
         state = differentiable.init_state(self.init_params.learned, self.optimizer, self.run_key)
@@ -245,7 +247,8 @@ def check_run_description(trainer: Trainer, rundir: str) -> None:
         "family": trainer.family, "K": trainer.k, "steps": trainer.steps, "loss": dataclasses.asdict(trainer.loss_cfg),
         "init": dataclasses.asdict(cfg.init), "train": dataclasses.asdict(cfg.train), "seed": cfg.base.seed,
         "model": cfg.base.model, "checkpoint": cfg.base.checkpoint, "clip_denoised": cfg.base.clip_denoised,
-        "reference_features": cfg.reference_features}, what="run", redo="retrain it")
+        "reference_features": cfg.reference_features,
+        **({"adm": cfg.base.adm} if cfg.base.model == "adm" else {})}, what="run", redo="retrain it")
 
 
 def train_one(trainer: Trainer, rundir: str) -> dict:
@@ -339,6 +342,7 @@ def train_one(trainer: Trainer, rundir: str) -> dict:
     final = trainer.init_params.replace(learned=jax.tree.map(np.asarray, best_learned))
     # Wall times stay in training.json: two runs of one configuration write byte-identical exports.
     export.save_sampler(export_path, final, clip_denoised=trainer.cfg.base.clip_denoised,
+                        model=evaluation.model_record(trainer.target),
                         info={k_: v for k_, v in record.items() if k_ != "wall_time_s"})
     with open(record_path, "w") as f:
         json.dump(record, f, indent=2)
@@ -358,7 +362,7 @@ def teacher_pairs(cfg: DDSSConfig, target: targets.Target, key) -> tuple | None:
     loss = cfg.loss
     if not (loss.teacher_pairs and any("teacher" in kind for _, kind in cfg.learn)):
         return None
-    noise = jax.random.normal(key, (loss.teacher_pairs,) + tuple(target.image_shape))
+    noise = evaluation.labelled(target, jax.random.normal(key, (loss.teacher_pairs,) + tuple(target.image_shape)), key)
     teacher = differentiable.teacher_fn(target.schedule, target.apply, loss.teacher_steps,
                                         clip_denoised=cfg.base.clip_denoised, stride=loss.teacher_stride)
     return noise, differentiable.teacher_bank(teacher, target.params, noise, cfg.base.batch_size)

@@ -35,6 +35,7 @@ import os
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ddss import schedules
@@ -44,7 +45,7 @@ from ddss.metrics import fid, inception_score, kid, precision_recall, stats
 from ddss.models import convert, gmm, pretrained
 from ddss.models import digits as digits_model
 
-MODELS = ("gmm", "digits", "diffusers")
+MODELS = ("gmm", "digits", "diffusers", "adm")
 PR_NEIGHBOURS = 3  # k of the k-NN precision and recall
 _CIFAR10_HINT = ("Set --config.checkpoint=DIR to a diffusers UNet2DModel checkpoint directory (config.json + "
                  "diffusion_pytorch_model.safetensors), e.g. `huggingface-cli download google/ddpm-cifar10-32 "
@@ -97,7 +98,7 @@ class Space:
 @dataclasses.dataclass(frozen=True)
 class Target:
     name: str
-    apply: Callable  # (model_params, x, t) -> ε̂
+    apply: Callable  # (model_params, x, t, y=None) -> ε̂; y [B] class labels (None for an unconditional target)
     params: Any
     schedule: schedules.Schedule
     image_shape: tuple[int, ...]
@@ -106,12 +107,21 @@ class Target:
     # The data row: (images, {"train": (stats, features), "eval": (stats, features)}) of a held-out split
     floor: tuple | None = None
     quantize: bool = True  # image targets score uint8-quantised samples
-    # (model_params, x, t, skip_mask [L] traced or None, skip static tuple) -> ε̂, and L: for pruning searches
+    # (model_params, x, t, skip_mask [L] traced or None, skip static tuple, y=None) -> ε̂, and L: for pruning searches
     apply_skip: Callable | None = None
     num_blocks: int = 0
     # A stable identity of the model: the sha256 of its weight files' bytes, or the mixture's
     # specification. Caches key on it, never on arrays computed at run time.
     identity: str = ""
+    # Class-conditional sampling (ADM): labels are drawn over `num_classes` (0: none), and `guidance`
+    # says how ε is guided ({"kind": "classifier", "scale": s, "classifier_sha256": ...}; None: unguided).
+    num_classes: int = 0
+    guidance: dict | None = None
+    # The model's own ancestral sampler, where it differs from the ε route: `apply_variance(p, x, t, y)`
+    # gives ε and the learned-variance channels (2C) of a learned-range model, and `cond_fn(p, x, t, y)`
+    # the classifier's s·∇ₓ log p(y | x_t) for guidance's condition_mean route.
+    apply_variance: Callable | None = None
+    cond_fn: Callable | None = None
 
     @property
     def eval_space(self) -> Space | None:
@@ -199,19 +209,19 @@ def gmm_target(gmm_cfg, schedule: schedules.Schedule, num_samples: int, key, sch
     data = Space("data", {"name": "data", "sha256": None}, flat, truth, reference)
     spec = json.dumps({"gmm": dataclasses.asdict(gmm_cfg) if dataclasses.is_dataclass(gmm_cfg) else dict(gmm_cfg),
                        "schedule": schedule_name, "T": schedule.num_timesteps}, sort_keys=True, default=list)
-    return Target("gmm", lambda p, x, t: eps(x, t), {}, schedule, mixture.event_shape, data, None,
+    return Target("gmm", lambda p, x, t, y=None: eps(x, t), {}, schedule, mixture.event_shape, data, None,
                   (floor, {"train": (truth, reference)}), quantize=False,
-                  apply_skip=lambda p, x, t, mask, skip: eps(x, t), num_blocks=0,
+                  apply_skip=lambda p, x, t, mask, skip, y=None: eps(x, t), num_blocks=0,
                   identity=hashlib.sha256(spec.encode()).hexdigest())
 
 
 def _unet_apply(model: pretrained.DiffusionModel):
     """(model_params, x, t) -> ε̂: the model's prediction converted to ε, its learned variance dropped."""
-    return lambda p, x, t: pretrained.eps_fn(model, p)(x, t)
+    return lambda p, x, t, y=None: pretrained.eps_fn(model, p)(x, t)
 
 
 def _unet_apply_skip(model: pretrained.DiffusionModel):
-    return lambda p, x, t, mask, skip: pretrained.eps_fn(model, p, skip_mask=mask, skip=skip)(x, t)
+    return lambda p, x, t, mask, skip, y=None: pretrained.eps_fn(model, p, skip_mask=mask, skip=skip)(x, t)
 
 
 def _digits_space(extractor) -> tuple[Space, dict]:
@@ -236,6 +246,28 @@ def digits_target(checkpoint: str | None = None) -> Target:
                   apply_skip=_unet_apply_skip(model), num_blocks=model.num_blocks, identity=files_sha256(path))
 
 
+def _spaces(features_cfg, reference_stats, eval_features_cfg, eval_reference_stats, ref_hint: str):
+    """(train space, evaluation space or None) from the feature configs and their statistics files."""
+    hint = (f"Compute it once with `ddss --config={ref_hint} --workdir=DIR` "
+            "(or --config=ref_stats_folder for an image folder) and pass --config.{field}=DIR/stats.npz.")
+    if not reference_stats:
+        raise ValueError(f"config.reference_stats is not set: FID needs the data's feature statistics. "
+                         f"{hint.format(field='reference_stats')}")
+    extractor = features_lib.from_config(features_cfg)
+    mu, sigma, _ = stats.load(reference_stats, dim=extractor.dim, hint=hint.format(field="reference_stats"))
+    train = extractor_space(extractor, (mu, sigma))
+    evaluation = None
+    if eval_features_cfg is not None and eval_features_cfg.get("name"):
+        if not eval_reference_stats:
+            raise ValueError("config.eval_features is set but config.eval_reference_stats is not: the evaluation "
+                             f"space needs the data's statistics in it. {hint.format(field='eval_reference_stats')}")
+        eval_extractor = features_lib.from_config(eval_features_cfg)
+        e_mu, e_sigma, _ = stats.load(eval_reference_stats, dim=eval_extractor.dim,
+                                      hint=hint.format(field="eval_reference_stats"))
+        evaluation = extractor_space(eval_extractor, (e_mu, e_sigma))
+    return train, evaluation
+
+
 def diffusers_target(checkpoint: str | None, features_cfg=None, reference_stats: str | None = None,
                      eval_features_cfg=None, eval_reference_stats: str | None = None) -> Target:
     if not checkpoint:
@@ -253,22 +285,102 @@ def diffusers_target(checkpoint: str | None, features_cfg=None, reference_stats:
     if features_cfg is None or not features_cfg.get("name"):
         return Target(f"diffusers:{checkpoint}", apply, model.params, model.schedule, model.image_shape, None, None,
                       **common)
-    hint = ("Compute it once with `ddss --config=ref_stats_cifar10 --workdir=DIR` "
-            "(or --config=ref_stats_folder for an image folder) and pass --config.{field}=DIR/stats.npz.")
-    if not reference_stats:
-        raise ValueError(f"config.reference_stats is not set: FID needs the data's feature statistics. "
-                         f"{hint.format(field='reference_stats')}")
-    extractor = features_lib.from_config(features_cfg)
-    mu, sigma, _ = stats.load(reference_stats, dim=extractor.dim, hint=hint.format(field="reference_stats"))
-    train = extractor_space(extractor, (mu, sigma))
-    evaluation = None
-    if eval_features_cfg is not None and eval_features_cfg.get("name"):
-        if not eval_reference_stats:
-            raise ValueError("config.eval_features is set but config.eval_reference_stats is not: the evaluation "
-                             f"space needs the data's statistics in it. {hint.format(field='eval_reference_stats')}")
-        eval_extractor = features_lib.from_config(eval_features_cfg)
-        e_mu, e_sigma, _ = stats.load(eval_reference_stats, dim=eval_extractor.dim,
-                                      hint=hint.format(field="eval_reference_stats"))
-        evaluation = extractor_space(eval_extractor, (e_mu, e_sigma))
+    train, evaluation = _spaces(features_cfg, reference_stats, eval_features_cfg, eval_reference_stats,
+                                "ref_stats_cifar10")
     return Target(f"diffusers:{checkpoint}", apply, model.params, model.schedule, model.image_shape, train,
                   evaluation, **common)
+
+
+_ADM_HINT = ("Set --config.checkpoint=FILE to openai's checkpoint (e.g. 64x64_diffusion.pt from guided-diffusion, "
+             "imagenet64_uncond_100M_1500K.pt from improved-diffusion) and config.adm.flags to the "
+             "create_model_and_diffusion flags that built it.")
+
+
+def adm_target(checkpoint: str | None, adm_cfg, features_cfg=None, reference_stats: str | None = None,
+               eval_features_cfg=None, eval_reference_stats: str | None = None) -> Target:
+    """An openai ADM / improved-DDPM checkpoint (`ddss.models.adm`), optionally with its noisy classifier.
+
+    `adm_cfg`: `flags` (the checkpoint's create_model_and_diffusion flags; a converted .safetensors
+    needs none), `classifier` (a classifier checkpoint, or None), `classifier_flags`, and
+    `classifier_scale` (s of classifier guidance; 0 samples unguided). A class-conditional model, or a
+    guided one, samples with class labels, and its target says so (`num_classes`)."""
+    from ddss.models import adm
+    from ddss.samplers import guidance
+
+    if not checkpoint:
+        raise ValueError(f"config.checkpoint is not set. {_ADM_HINT}")
+    flags = dict(adm_cfg.get("flags") or {})
+    model = adm.load(checkpoint, **flags)
+    scale = float(adm_cfg.get("classifier_scale") or 0.0)
+    classifier_path = adm_cfg.get("classifier") or None
+    if scale and not classifier_path:
+        raise ValueError(f"config.adm.classifier_scale = {scale} asks for classifier guidance, but config.adm."
+                         "classifier is not set: pass the noisy classifier's checkpoint (e.g. 64x64_classifier.pt) "
+                         "or set classifier_scale=0.")
+    weights = files_sha256(os.path.expanduser(checkpoint))
+    spec = json.dumps({"schedule": model.schedule_spec, "rescale": model.rescale_timesteps,
+                       "prediction": model.prediction}, sort_keys=True)
+    c = model.config.in_channels
+    cond = model.class_cond
+
+    def labels(y):
+        if y is None:
+            raise ValueError("This ADM model samples with class labels (it is class-conditional or guided): pass "
+                             "labels y [B] beside the noise (ddss.samplers.conditioning.Labelled).")
+        return y
+
+    def net(p, x, t, y, mask=None, skip=()):
+        return model.model_output(x, t, labels(y) if cond else None, mask, skip, params=p["model"])
+
+    def raw_eps(p, x, t, y, mask=None, skip=()):
+        from ddss.models import adapters
+
+        return adapters.as_eps_fn(lambda x_, t_: net(p, x_, t_, y, mask, skip)[..., :c], model.schedule,
+                                  model.prediction)(x, t)
+
+    params, guidance_info, cond_fn = {"model": model.params}, None, None
+    num_classes = model.config.num_classes if cond else 0
+    if scale:
+        c_config, c_params = adm.load_classifier(classifier_path, **dict(adm_cfg.get("classifier_flags") or {}))
+        if c_config.image_size != model.config.image_size:
+            raise ValueError(f"The classifier {classifier_path} is for {c_config.image_size}×{c_config.image_size} "
+                             f"images, the model samples {model.config.image_size}×{model.config.image_size}: pass "
+                             f"the classifier of the model's resolution (e.g. {model.config.image_size}x"
+                             f"{model.config.image_size}_classifier.pt) with its classifier_image_size.")
+        if cond and c_config.num_classes != model.config.num_classes:
+            raise ValueError(f"The classifier has {c_config.num_classes} classes, the model {model.config.num_classes}.")
+        params["classifier"] = c_params
+        num_classes = c_config.num_classes
+        logits = lambda p: (lambda x, t: adm.logits_fn(c_config, p["classifier"])(x, model.network_time(t)))
+        guidance_info = {"kind": "classifier", "scale": scale,
+                         "classifier_sha256": files_sha256(os.path.expanduser(classifier_path))}
+        spec += f":classifier={guidance_info['classifier_sha256']}:scale={scale!r}"
+
+        def apply_skip(p, x, t, mask, skip, y=None):
+            eps = lambda x_, t_, y_: raw_eps(p, x_, t_, y_, mask, skip)
+            return guidance.classifier_guided(eps, logits(p), model.schedule, scale)(x, t, labels(y))
+
+        def cond_fn(p, x, t, y=None):
+            return guidance.classifier_gradient(logits(p), scale)(x, t, labels(y))
+    else:
+        def apply_skip(p, x, t, mask, skip, y=None):
+            return raw_eps(p, x, t, y, mask, skip)
+
+    apply_variance = None
+    if model.learned_variance:
+        def apply_variance(p, x, t, y=None):
+            out = net(p, x, t, y)
+            return jnp.concatenate([raw_eps(p, x, t, y), out[..., c:]], axis=-1) if model.prediction != "eps" else out
+
+    name = f"adm:{checkpoint}"
+    common = dict(apply_skip=apply_skip, num_blocks=model.num_blocks, num_classes=num_classes,
+                  guidance=guidance_info, apply_variance=apply_variance,
+                  cond_fn=(lambda p, x, t, y=None: cond_fn(p, x, t, y)) if cond_fn else None,
+                  identity=hashlib.sha256(f"{weights}:{spec}".encode()).hexdigest())
+    apply = lambda p, x, t, y=None: apply_skip(p, x, t, None, (), y)
+    shape = (model.config.image_size, model.config.image_size, c)
+    if features_cfg is None or not features_cfg.get("name"):
+        return Target(name, apply, params, model.schedule, shape, None, None, **common)
+    train, evaluation = _spaces(features_cfg, reference_stats, eval_features_cfg, eval_reference_stats,
+                                "ref_stats_imagenet64")
+    return Target(name, apply, params, model.schedule, shape, train, evaluation, **common)

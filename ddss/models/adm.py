@@ -750,8 +750,11 @@ def _read_checkpoint(path: str, *, convert: str) -> tuple[dict | None, tuple]:
         raise params_io.WeightFileError(f"ADM checkpoint not found: {path}. openai's files are e.g. "
                                         "64x64_diffusion.pt, 64x64_classifier.pt, imagenet64_uncond_100M_1500K.pt.")
     with open(path, "rb") as f:
-        head = f.read(8)
-    if head[:2] == b"PK" or head[:1] == b"\x80":  # torch.save's zip archive, or a legacy pickle
+        head = f.read(9)
+    # A safetensors file opens with its JSON header's length (8 bytes, little-endian), then "{"; its first
+    # byte can be 0x80, as a legacy pickle's is, so that test comes first.
+    safetensors = len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < os.path.getsize(path)
+    if not safetensors and (head[:2] == b"PK" or head[:1] == b"\x80"):  # torch.save's zip, or a legacy pickle
         again = f"Download {os.path.basename(path)} again (an interrupted download leaves it cut short)"
         state = convert_lib.read_torch_file(path, convert=convert, again=again, expected="a state dict of tensors",
                                             where="Pass the checkpoint file openai released.",

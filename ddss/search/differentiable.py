@@ -30,7 +30,7 @@ import optax
 
 from ddss import fields, schedules
 from ddss.metrics import kid
-from ddss.samplers import dpm_solver
+from ddss.samplers import conditioning, dpm_solver
 
 LOSSES = ("kid", "teacher", "kid+teacher")
 
@@ -77,8 +77,11 @@ def teacher_fn(schedule: schedules.Schedule, apply: Callable, steps: int, *, cli
                stride: str = "logsnr"):
     """(model_params, x_K) -> the many-step DPM-Solver++(2M) solution from x_K, on the `stride` grid."""
     params = dpm_solver.init(schedule, schedules.timesteps(schedule, stride, steps), order=2)
-    return lambda mp, x: dpm_solver.sample(params, lambda x_, t_: apply(mp, x_, t_), x, None,
-                                           clip_denoised=clip_denoised)
+    def teacher(mp, batch):  # batch: x_K, or conditioning.Labelled(x_K, labels)
+        x, y = conditioning.split(batch)
+        return dpm_solver.sample(params, lambda x_, t_: apply(mp, x_, t_, y), x, None, clip_denoised=clip_denoised)
+
+    return teacher
 
 
 def teacher_bank(teacher: Callable, model_params, noise: jax.Array, batch_size: int) -> jax.Array:
@@ -131,12 +134,14 @@ def init_state(learned: dict, optimizer, key: jax.Array) -> DDSSState:
                      key=jax.random.key_data(key))
 
 
-def make_step(loss: Callable, optimizer, noise_shape: tuple[int, ...], num_real: int = 0, real_batch: int = 0):
+def make_step(loss: Callable, optimizer, noise_shape: tuple[int, ...], num_real: int = 0, real_batch: int = 0,
+              num_classes: int = 0):
     """step(state, model_params, real_features, pairs=None) -> (state, metrics): fresh noise and a fresh
     real batch each step, both functions of (state.key, state.step), so a resumed run repeats them
     exactly. With `pairs = (noise [N, ...], teacher solutions [N, ...])` the step's noise and teacher
     targets are a random batch of those pairs instead. A loss without KID needs no real data:
-    pass `real_features=None` (and leave `num_real`, `real_batch` at 0)."""
+    pass `real_features=None` (and leave `num_real`, `real_batch` at 0). With `num_classes` > 0 each
+    step's noise comes with labels drawn uniformly at random (`conditioning.Labelled`)."""
 
     def step(state: DDSSState, model_params, real_features, pairs=None):
         key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
@@ -144,8 +149,11 @@ def make_step(loss: Callable, optimizer, noise_shape: tuple[int, ...], num_real:
         target = None
         if pairs is None:
             x_K = jax.random.normal(k_noise, noise_shape)
+            if num_classes:
+                x_K = conditioning.Labelled(x_K, jax.random.randint(jax.random.fold_in(k_noise, 1), noise_shape[:1],
+                                                                    0, num_classes))
         else:
-            n = pairs[0].shape[0]
+            n = len(pairs[0])
             idx = jax.random.choice(k_noise, n, (noise_shape[0],), replace=n < noise_shape[0])
             x_K, target = pairs[0][idx], pairs[1][idx]
         real = None if real_features is None else real_features[

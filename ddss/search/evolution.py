@@ -29,7 +29,7 @@ import numpy as np
 
 from ddss import fields
 from ddss.metrics import fid as fid_lib
-from ddss.samplers import ggdm, skipping
+from ddss.samplers import conditioning, ggdm, skipping
 from ddss.samplers.skipping import check_sampler, masked_eps, sample_at
 
 
@@ -464,7 +464,8 @@ def fitness_fn(kind: str, schedule, apply_skip, features_apply, reference: fid_l
     check_sampler(kind, template)
 
     def one(timesteps, masks, noise, key, model_params, feature_params):
-        eps = masked_eps(apply_skip, model_params, timesteps, masks)
+        noise, y = conditioning.split(noise)  # labels, if any, travel with the noise
+        eps = masked_eps(lambda *args: apply_skip(*args, y), model_params, timesteps, masks)
         x, info = sample_at(kind, schedule, timesteps, eps, noise, key, clip_denoised=clip_denoised,
                             template=template, return_info=True)
         x = jnp.clip(x, -1.0, 1.0)
