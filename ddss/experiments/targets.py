@@ -43,6 +43,7 @@ from ddss.data import digits as digits_data
 from ddss.metrics import features as features_lib
 from ddss.metrics import fid, inception_score, kid, precision_recall, stats
 from ddss.models import convert, gmm, pretrained
+from ddss.samplers import conditioning
 from ddss.models import digits as digits_model
 
 MODELS = ("gmm", "digits", "diffusers", "adm")
@@ -327,6 +328,8 @@ def adm_target(checkpoint: str | None, adm_cfg, features_cfg=None, reference_sta
         if y is None:
             raise ValueError("This ADM model samples with class labels (it is class-conditional or guided): pass "
                              "labels y [B] beside the noise (ddss.samplers.conditioning.Labelled).")
+        if not isinstance(y, jax.core.Tracer):
+            conditioning.check(y, num_classes, what="class labels y")
         return y
 
     def net(p, x, t, y, mask=None, skip=()):

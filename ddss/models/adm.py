@@ -424,6 +424,14 @@ class ADMNet(nn.Module):
         if (y is None) == cfg.class_cond:
             raise ValueError("ADM: pass class labels y exactly when the model is class-conditional "
                              f"(class_cond={cfg.class_cond}).")
+        if y is not None:
+            if jnp.ndim(y) != 1 or jnp.shape(y)[0] != x.shape[0]:
+                raise ValueError(f"ADM: class labels y must be [B] = [{x.shape[0]}], one per image; got shape "
+                                 f"{jnp.shape(y)}.")
+            if not isinstance(y, jax.core.Tracer):  # concrete labels are checked; traced ones cannot be
+                from ddss.samplers import conditioning
+
+                conditioning.check(y, cfg.num_classes, x.shape[0], what="ADM class labels y")
         seq = layers(cfg)
         num = sum(layer.block is not None for layer in seq)
         static, skip_mask = unet._check_static_skip(skip, num), _check_mask(skip_mask, num)
