@@ -15,6 +15,7 @@ Samplers, as pure functions (`init(schedule, timesteps, ...) -> params`, then
     ddss.samplers.ipndm             iPNDM (orders 1-4)
     ddss.samplers.ggdm              GGDM, the learnable family of DDSS (VARS, GGDM, +PRED, +TIME)
     ddss.samplers.guidance          classifier and classifier-free guidance, as model-function wrappers
+    ddss.samplers.conditioning      class labels beside the noise (`Labelled(x, y)`), and how they are drawn
     ddss.samplers.raise_if_nonfinite   host-side check of a sample's `SampleInfo`
 
 Learned and searched samplers, as files (`sampler.sample(eps_fn, x_K, key)` inside your own `jit`):

@@ -184,3 +184,52 @@ def test_openai_noise_schedules():
         got = np.exp(np.asarray(pretrained.schedule_from_spec(adm.schedule_spec(name, steps)).log_alpha_bar_table,
                                 np.float64))
         np.testing.assert_allclose(got[:steps], want, rtol=1e-6)
+
+
+def _exact(flags):
+    from ddss.configs import imagenet64_adm_evolution, imagenet64_iddpm_ddss
+
+    return {"adm-g-64": imagenet64_adm_evolution.ADM_G_FLAGS, "iddpm-64": imagenet64_iddpm_ddss.IDDPM_FLAGS}[flags]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["adm-g-64", "iddpm-64"])
+def test_exact_imagenet64_networks_match_guided_diffusion(name):
+    """The full-size 64×64 networks (ADM-G: 296M parameters; improved-DDPM: 121M) at the flags of
+    ddss/configs/imagenet64_*.py, loaded from a torch.save'd state dict with those flags."""
+    th = require("torch")
+    flags = {k: v for k, v in _exact(name).items() if k not in adm.DIFFUSION_FLAGS}
+    model = _torch_model(flags, 11)
+    config = adm.ADMConfig.from_flags(**flags)
+    params = adm.from_state_dict(_state(model), adm.param_shapes(config))
+    x = np.random.default_rng(1).standard_normal((2, 64, 64, 3)).astype(np.float32)
+    t = np.array([5.0, 900.0], np.float32)
+    y = np.array([3, 998]) if flags.get("class_cond") else None
+    with th.no_grad():
+        want = model(th.from_numpy(x.transpose(0, 3, 1, 2)), th.from_numpy(t),
+                     None if y is None else th.from_numpy(y)).numpy().transpose(0, 2, 3, 1)
+    got = np.asarray(jax.jit(lambda p: adm.ADMNet(config).apply({"params": p}, x, t, y))(params))
+    assert relative_error(got, want) < 1e-4
+
+
+@pytest.mark.slow
+def test_exact_imagenet64_classifier_matches_guided_diffusion():
+    """openai's 64×64 noisy classifier (64x64_classifier.pt's flags) against create_classifier's network."""
+    th = require("torch")
+    script_util = require("guided_diffusion.script_util")
+    from ddss.configs import imagenet64_adm_evolution
+
+    flags = imagenet64_adm_evolution.CLASSIFIER_FLAGS
+    th.manual_seed(12)
+    model = script_util.create_classifier(**flags, classifier_use_fp16=False).eval()
+    with th.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * th.randn_like(p))
+    config = adm.ClassifierConfig.from_flags(**flags)
+    params = adm.from_state_dict(_state(model), adm.classifier_param_shapes(config))
+    x = np.random.default_rng(3).standard_normal((2, 64, 64, 3)).astype(np.float32)
+    t = np.array([10.0, 700.0], np.float32)
+    with th.no_grad():
+        want = model(th.from_numpy(x.transpose(0, 3, 1, 2)), th.from_numpy(t)).numpy()
+    got = np.asarray(jax.jit(lambda p: adm.ADMClassifier(config).apply({"params": p}, x, t))(params))
+    assert relative_error(got, want) < 1e-4

@@ -17,9 +17,9 @@ import pytest
 from conftest import fake_tfds_data_source, random_inception_weights, require
 from ddss import experiments, export, schedules
 from ddss.configs import imagenet64_adm_evolution, imagenet64_iddpm_ddss, ref_stats_imagenet64
-from ddss.experiments import evaluation, learn
+from ddss.experiments import evaluation, evolution, learn
 from ddss.models import adm
-from ddss.samplers import ddpm
+from ddss.samplers import ddpm, guidance
 
 # The real layouts at 64×64, narrowed: improved-DDPM's (legacy attention order, FiLM) and ADM-G's
 # (class embedding, resblock up/down, new attention order, head channels).
@@ -155,3 +155,18 @@ def test_imagenet64_adm_evolution_end_to_end(assets, tmp_path):
     assert sampler.metadata["model"]["num_classes"] == 1000
     with pytest.raises(export.SamplerFileError, match="guidance scale 1.0, but it is used here with no guidance"):
         export.load_sampler(str(work / row["export"]), guidance_scale=0.0)
+
+    # The ceiling is ADM-G's own sampler as guided-diffusion runs it: learned variance, the unguided ε,
+    # and the classifier gradient on the mean (condition_mean), with the bank's labels.
+    base = evolution.EvolutionConfig.from_config(config).base
+    _, bank, key = evaluation.setup(base, str(tmp_path / "again"))
+    assert np.bincount(bank.y, minlength=1000).max() == 1  # 4 labels drawn uniformly: 4 distinct classes
+    model = adm.load(checkpoint, **ADM_G)
+    c_config, c_params = adm.load_classifier(classifier, **CLASSIFIER)
+    logits = lambda x, t: adm.logits_fn(c_config, c_params)(x, model.network_time(t))
+    params = ddpm.init(model.schedule, schedules.timesteps(model.schedule, "linear", 3), variance="learned_range")
+    want = jax.jit(lambda b, k: ddpm.sample(
+        params, lambda x, t: model.model_output(x, t, b.y), b.x, k, clip_denoised=True,
+        cond_fn=lambda x, t: guidance.classifier_gradient(logits, 1.0)(x, t, b.y)))(bank, jax.random.fold_in(key, 0))
+    got = np.load(work / "samples" / "ddpm-3_K3.npz")["images"]
+    np.testing.assert_allclose(got, np.asarray(want), atol=1e-4)

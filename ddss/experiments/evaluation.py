@@ -172,7 +172,7 @@ def model_fns(target: targets.Target, model_params, batch):
     labels, if any, bound into the model functions."""
     x, y = conditioning.split(batch)
     eps = lambda x_, t_: target.apply(model_params, x_, t_, y)
-    own = (lambda x_, t_: target.apply_variance(model_params, x_, t_, y)) if target.apply_variance else eps
+    own = (lambda x_, t_: target.apply_ancestral(model_params, x_, t_, y)) if target.apply_ancestral else eps
     cond = (lambda x_, t_: target.cond_fn(model_params, x_, t_, y)) if target.cond_fn else None
     return x, eps, (own, cond)
 
@@ -209,7 +209,7 @@ def baseline_rows(cfg, target: targets.Target, noise_bank, key_sampler, workdir:
                                   cached=os.path.abspath(cache)))
             continue
         module, kwargs, stride = parse_method("ddpm-linear" if method == ceiling else method)
-        if module is ddpm and target.apply_variance is not None:
+        if module is ddpm and target.learned_variance:
             kwargs = {**kwargs, "variance": "learned_range"}  # the model's own ancestral sampler
         params = (module.init(schedule, schedules.timesteps(schedule, stride, k), **kwargs), target.params)
         samples, wall = timed_samples(sample_fns[module], params, noise_bank, key_sampler, cfg.batch_size)

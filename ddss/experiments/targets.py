@@ -20,6 +20,10 @@ Config `model` picks one:
                train space `config.features` against `config.reference_stats`, evaluation space
                `config.eval_features` against `config.eval_reference_stats`. Without the latter two
                the evaluation space is the train space, and every row and the printed table say so.
+  "adm"        an openai ADM / improved-DDPM checkpoint (`config.checkpoint`, its flags in
+               `config.adm.flags`), optionally guided by its noisy classifier (`config.adm.classifier`,
+               `classifier_scale`); spaces as for "diffusers". A class-conditional or guided model
+               samples with class labels (`num_classes` > 0): the bank is `conditioning.Labelled`.
 
 Scoring quantises image samples to uint8 first (round, then clip to [0, 255]), as saved images
 are. A row's `fid` is the evaluation space's FID; `fid_train_space` sits beside it for diagnosis,
@@ -118,10 +122,11 @@ class Target:
     # says how ε is guided ({"kind": "classifier", "scale": s, "classifier_sha256": ...}; None: unguided).
     num_classes: int = 0
     guidance: dict | None = None
-    # The model's own ancestral sampler, where it differs from the ε route: `apply_variance(p, x, t, y)`
-    # gives ε and the learned-variance channels (2C) of a learned-range model, and `cond_fn(p, x, t, y)`
-    # the classifier's s·∇ₓ log p(y | x_t) for guidance's condition_mean route.
-    apply_variance: Callable | None = None
+    # The model's own ancestral sampler, where it differs from the ε route: `apply_ancestral(p, x, t, y)`
+    # is its unguided model function (ε, then the variance channels when `learned_variance`), and
+    # `cond_fn(p, x, t, y)` the classifier's s·∇ₓ log p(y | x_t), guidance's condition_mean route.
+    apply_ancestral: Callable | None = None
+    learned_variance: bool = False
     cond_fn: Callable | None = None
 
     @property
@@ -369,15 +374,15 @@ def adm_target(checkpoint: str | None, adm_cfg, features_cfg=None, reference_sta
         def apply_skip(p, x, t, mask, skip, y=None):
             return raw_eps(p, x, t, y, mask, skip)
 
-    apply_variance = None
-    if model.learned_variance:
-        def apply_variance(p, x, t, y=None):
-            out = net(p, x, t, y)
-            return jnp.concatenate([raw_eps(p, x, t, y), out[..., c:]], axis=-1) if model.prediction != "eps" else out
+    def apply_ancestral(p, x, t, y=None):
+        if not model.learned_variance:
+            return raw_eps(p, x, t, y)
+        out = net(p, x, t, y)
+        return jnp.concatenate([raw_eps(p, x, t, y), out[..., c:]], axis=-1) if model.prediction != "eps" else out
 
     name = f"adm:{checkpoint}"
     common = dict(apply_skip=apply_skip, num_blocks=model.num_blocks, num_classes=num_classes,
-                  guidance=guidance_info, apply_variance=apply_variance,
+                  guidance=guidance_info, apply_ancestral=apply_ancestral, learned_variance=model.learned_variance,
                   cond_fn=(lambda p, x, t, y=None: cond_fn(p, x, t, y)) if cond_fn else None,
                   identity=hashlib.sha256(f"{weights}:{spec}".encode()).hexdigest())
     apply = lambda p, x, t, y=None: apply_skip(p, x, t, None, (), y)
