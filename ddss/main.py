@@ -136,6 +136,8 @@ def help_text() -> str:
         "  --config.FIELD=VAL   override a config field, e.g. --config.num_samples=500 (see --show_config)",
         "  --show_config        print the resolved config and exit",
         "  --debug              Python tracebacks instead of one-line errors",
+        "  --mesh_data=N --mesh_population=M   the device layout (default: every device on data; ddss.parallel)",
+        "  --distributed        jax.distributed.initialize() first (default: when the environment is multi-host)",
         "  ~ and $VARS expand in --workdir and in the config's strings.",
         "",
         "examples:",
@@ -177,13 +179,19 @@ def _define_flags():
     workdir = flags.DEFINE_string("workdir", None, "Directory for results, samples, plots and checkpoints.")
     show = flags.DEFINE_bool("show_config", False, "Print the resolved config and exit.")
     debug = flags.DEFINE_bool("debug", False, "Show Python tracebacks instead of one-line errors.")
-    return config, workdir, show, debug
+    mesh_data = flags.DEFINE_integer("mesh_data", None, "Devices on the mesh's data axis (default: all the "
+                                     "population axis leaves).")
+    mesh_population = flags.DEFINE_integer("mesh_population", None, "Devices on the mesh's population axis "
+                                           "(the search's candidates; default 1).")
+    distributed = flags.DEFINE_bool("distributed", None, "Call jax.distributed.initialize() first (default: when "
+                                    "the environment describes a multi-host job).")
+    return config, workdir, show, debug, (mesh_data, mesh_population, distributed)
 
 
 def main(argv, flags_):
     from absl import logging
 
-    config_flag, workdir_flag, show_flag, debug_flag = flags_
+    config_flag, workdir_flag, show_flag, debug_flag, (mesh_data, mesh_population, distributed) = flags_
     if len(argv) > 1:
         fail(f"unexpected arguments {argv[1:]}; options take the form --name=value (see ddss --help).",
              _EXIT_USAGE, hint="")
@@ -198,10 +206,14 @@ def main(argv, flags_):
         fail("--workdir is required: the directory for results and checkpoints (a rerun resumes there).",
              _EXIT_USAGE, hint="")
     logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO
-    from ddss import experiments
+    from ddss import experiments, parallel
 
     try:
-        experiments.run(config, expand(workdir_flag.value))
+        parallel.initialize(distributed.value)  # before anything else touches JAX's backends
+        layout = dict(config.get("mesh") or {})
+        layout.update({k: v for k, v in (("data", mesh_data.value), ("population", mesh_population.value))
+                       if v is not None})
+        experiments.run(config, expand(workdir_flag.value), mesh=parallel.from_config(layout))
     except KeyboardInterrupt:
         raise
     except Exception as e:  # one line for the user; --debug for the traceback

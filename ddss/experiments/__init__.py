@@ -25,6 +25,21 @@ def module(name: str):
     return importlib.import_module(f"ddss.experiments.{EXPERIMENTS[name][0]}")
 
 
-def run(config, workdir: str):
-    """Runs the experiment named by `config.experiment` in `workdir`; returns its results."""
-    return module(config.experiment).run(config, workdir)
+def run(config, workdir: str, *, mesh=None):
+    """Runs the experiment named by `config.experiment` in `workdir` on `mesh` (default: `config.mesh`,
+    else every device on the data axis; `ddss.parallel`); returns its results.
+
+    The layout is not part of the experiment: `config.mesh` is taken out before the experiment sees
+    the config, so a run resumes on another device count."""
+    import jax
+
+    from ddss import parallel
+
+    if "mesh" in config:  # the layout: taken out, so it never enters the workdir's recorded config
+        config = config.copy_and_resolve_references() if hasattr(config, "copy_and_resolve_references") else dict(config)
+        layout = config["mesh"]
+        del config["mesh"]
+        if mesh is None:
+            mesh = parallel.from_config(layout.to_dict() if hasattr(layout, "to_dict") else layout)
+    with jax.set_mesh(mesh or parallel.make_mesh()):
+        return module(config["experiment"]).run(config, workdir)

@@ -37,7 +37,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from ddss import export, schedules
+from ddss import export, parallel, schedules
 from ddss.experiments import plots, targets
 from ddss.samplers import conditioning, ddim, ddpm, dpm_solver, ipndm, raise_if_nonfinite, unipc
 
@@ -89,14 +89,16 @@ def is_training_free(method: str) -> bool:
 
 
 def sample_in_batches(sample_fn: Callable, params, noise_bank: np.ndarray, key, batch_size: int) -> np.ndarray:
-    """Runs a jitted `sample_fn(params, x_K, key) -> (x_0, info)` over the noise bank, batch by batch.
+    """Runs a jitted `sample_fn(params, x_K, key) -> (x_0, info)` over the noise bank, batch by batch,
+    each batch split over the current mesh's data axis (`ddss.parallel`; padded to a multiple of it).
 
     `params` may be a tuple (sampler params, model params); it is passed through unchanged."""
     outputs = []
     for start in range(0, len(noise_bank), batch_size):
-        x0, info = sample_fn(params, noise_bank[start : start + batch_size], jax.random.fold_in(key, start))
+        batch, n = parallel.put_batch(noise_bank[start : start + batch_size])
+        x0, info = sample_fn(params, batch, jax.random.fold_in(key, start))
         raise_if_nonfinite(info)  # one host read per batch, after its whole chain has run
-        outputs.append(np.asarray(x0))
+        outputs.append(parallel.to_host(x0)[:n])
     return np.concatenate(outputs)
 
 
@@ -105,7 +107,7 @@ def compile_for_bank(sample_fn, params, noise_bank: np.ndarray, key, batch_size:
     afterwards measures sampling, not compilation."""
     sizes = {len(noise_bank[start:start + batch_size]) for start in range(0, len(noise_bank), batch_size)}
     for size in sizes:
-        sample_fn.lower(params, noise_bank[:size], key).compile()
+        sample_fn.lower(params, parallel.put_batch(noise_bank[:size])[0], key).compile()
 
 
 def timed_samples(sample_fn, params, noise_bank, key, batch_size) -> tuple[np.ndarray, float]:

@@ -34,14 +34,12 @@ import time
 import zlib
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm import tqdm
 
-from ddss import export, fields, schedules
+from ddss import export, fields, parallel, schedules
 from ddss.experiments import baselines, checkpoints, evaluation, plots, targets, writers
 from ddss.metrics import fid
 from ddss.samplers import conditioning, ggdm, skipping
@@ -172,19 +170,17 @@ class Evaluator:
         fn = evolution.fitness_fn(cfg.sampler, target.schedule, target.apply_skip, features_apply, reference,
                                   clip_denoised=cfg.base.clip_denoised, template=template,
                                   quantize=target.quantize)  # as the held-out scores are
-        devices = jax.devices()
-        self.chunk = chunk_size(cfg, len(devices))
-        if len(devices) > 1:  # candidates sharded over a 1-D mesh; noise and parameters replicated
-            mesh = Mesh(np.asarray(devices), ("candidates",))
-            split, whole = NamedSharding(mesh, PartitionSpec("candidates")), NamedSharding(mesh, PartitionSpec())
-            self.fn = jax.jit(fn, in_shardings=(split, split, whole, whole, whole, whole),
-                              out_shardings=(split, split))
-        else:
-            self.fn = jax.jit(fn)
+        # Candidates split over every device of the mesh (`ddss.parallel.candidate_sharding`); the fitness
+        # noise and the parameters replicated.
+        mesh = parallel.current()
+        self.chunk = chunk_size(cfg, mesh.size)
+        pop, whole = parallel.candidate_sharding(mesh), parallel.replicated(mesh)
+        self.fn = jax.jit(fn, in_shardings=(pop, pop, whole, whole, whole, whole), out_shardings=(pop, pop))
         k_noise, self.key = jax.random.split(key)
-        self.noise = evaluation.labelled(target, jax.random.normal(k_noise, (cfg.fitness_samples,) +
-                                                               tuple(target.image_shape)), k_noise)
-        self.model_params = target.params
+        noise = evaluation.labelled(target, jax.random.normal(k_noise, (cfg.fitness_samples,) +
+                                                          tuple(target.image_shape)), k_noise)
+        self.noise = jax.device_put(noise, whole)
+        self.model_params, self.feature_params = jax.device_put((target.params, self.feature_params), whole)
 
     def __call__(self, genomes, *, desc: str = "candidates") -> np.ndarray:
         """FID of each genome (+inf where the sampler produced NaN or inf)."""
@@ -199,10 +195,11 @@ class Evaluator:
                 members = [genomes[i] for i in part]
                 members += [members[-1]] * (self.chunk - len(members))  # one compiled shape per K
                 t, masks = evolution.stack(members)
-                pending.append((part, self.fn(jnp.asarray(t), jnp.asarray(masks), self.noise, self.key,
+                pending.append((part, self.fn(np.asarray(t), np.asarray(masks), self.noise, self.key,
                                               self.model_params, self.feature_params)))
-        for part, (fids, bad) in tqdm(pending, desc=desc, unit="chunk", leave=False):
-            fids, bad = np.asarray(fids, np.float64)[:len(part)], np.asarray(bad)[:len(part)]
+        for part, result in tqdm(pending, desc=desc, unit="chunk", leave=False):
+            fids, bad = parallel.to_host(result)
+            fids, bad = np.asarray(fids, np.float64)[:len(part)], bad[:len(part)]
             out[part] = np.where((bad == 0) & np.isfinite(fids), fids, np.inf)
         return out
 
@@ -272,6 +269,7 @@ def run_search(name: str, cfg: EvolutionConfig, space: evolution.Space, search: 
         "chunk_size": evaluate.chunk,
         "device": jax.devices()[0].device_kind,
         "num_devices": jax.device_count(),
+        "mesh": parallel.describe(),
         "best_fitness_by_generation": state.best_by_generation(),
         "stage1_end": state.stage1_end,
     }

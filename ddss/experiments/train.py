@@ -29,7 +29,7 @@ import optax
 import orbax.checkpoint as ocp
 from tqdm import tqdm
 
-from ddss import fields, schedules
+from ddss import fields, parallel, schedules
 from ddss.data import digits
 from ddss.experiments import checkpoints, plots, targets, writers
 from ddss.metrics import features, fid
@@ -99,6 +99,7 @@ def make_train_step(cfg: TrainConfig, schedule: schedules.Schedule, optimizer, b
     model = unet.UNet(cfg.model)
 
     def train_step(state: TrainState, x0):
+        x0 = parallel.constrain_batch(x0, what="training batch (config.batch_size)")  # data-parallel
         key = jax.random.fold_in(base_key, state.step)
         loss, grads = jax.value_and_grad(simple_loss)(state.params, model, schedule, x0, key)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)

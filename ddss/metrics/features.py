@@ -50,10 +50,10 @@ import os
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from ddss import parallel
 from ddss.metrics import inception
 
 EXTRACTORS = ("inception", "digits", "digits_eval")
@@ -145,7 +145,8 @@ class FeatureExtractor:
             n = len(batch)
             if n < bs:  # pad the last batch: one compiled shape for the whole pass
                 batch = np.concatenate([batch, np.zeros((bs - n,) + batch.shape[1:], batch.dtype)])
-            out.append(np.asarray(fn(self.params, jnp.asarray(batch, jnp.float32)), np.float64)[:n])
+            batch, _ = parallel.put_batch(batch.astype(np.float32))  # split over the mesh's data axis
+            out.append(np.asarray(parallel.to_host(fn(self.params, batch)), np.float64)[:n])
         return np.concatenate(out)
 
     def features(self, images, *, batch_size: int | None = None, progress: bool = False,

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ddss import fields, schedules
+from ddss import fields, parallel, schedules
 from ddss.metrics import kid
 from ddss.samplers import conditioning, dpm_solver
 
@@ -156,6 +156,7 @@ def make_step(loss: Callable, optimizer, noise_shape: tuple[int, ...], num_real:
             n = len(pairs[0])
             idx = jax.random.choice(k_noise, n, (noise_shape[0],), replace=n < noise_shape[0])
             x_K, target = pairs[0][idx], pairs[1][idx]
+        x_K = parallel.constrain_batch(x_K, what="DDSS batch (config.train.batch_size)")  # data-parallel
         real = None if real_features is None else real_features[
             jax.random.choice(k_real, num_real, (real_batch,), replace=num_real < real_batch)]
         (value, terms), grads = jax.value_and_grad(loss, has_aux=True)(state.learned, model_params, x_K, k_sampler,

@@ -458,14 +458,16 @@ def fitness_fn(kind: str, schedule, apply_skip, features_apply, reference: fid_l
     feature_params) -> (FID [C], nonfinite step [C])`: a chunk of C candidates sampled with `vmap`
     from the same noise (common random numbers), scored by the float32 FID against `reference`.
 
-    `apply_skip(model_params, x, t, skip_mask, skip)` is the traced-mask network; `features_apply
+    `apply_skip(model_params, x, t, skip_mask, skip)` is the traced-mask network (with `y` last when
+    `noise` is a `conditioning.Labelled` batch: class labels); `features_apply
     (feature_params, images)` the feature extractor, fed samples clipped to [-1, 1], and with
     `quantize` rounded to the 256 levels of a uint8 image first, as the final scores are."""
     check_sampler(kind, template)
 
     def one(timesteps, masks, noise, key, model_params, feature_params):
-        noise, y = conditioning.split(noise)  # labels, if any, travel with the noise
-        eps = masked_eps(lambda *args: apply_skip(*args, y), model_params, timesteps, masks)
+        noise, y = conditioning.split(noise)  # labels, if any, travel with the noise (then apply_skip takes y last)
+        eps = masked_eps(apply_skip if y is None else (lambda *args: apply_skip(*args, y)), model_params,
+                         timesteps, masks)
         x, info = sample_at(kind, schedule, timesteps, eps, noise, key, clip_denoised=clip_denoised,
                             template=template, return_info=True)
         x = jnp.clip(x, -1.0, 1.0)
