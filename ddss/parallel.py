@@ -193,6 +193,7 @@ def initialize(distributed: bool | None = None) -> bool:
         multi = any(os.environ.get(k) for k in MULTIHOST_ENV if k != "TPU_WORKER_HOSTNAMES") or "," in tpu_hosts
         if not multi or int(os.environ.get("JAX_NUM_PROCESSES", "2") or 2) == 1:
             return False
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU processes (GPU and TPU ignore it)
     kwargs = {}
     if os.environ.get("JAX_COORDINATOR_ADDRESS"):
         kwargs = dict(coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from ddss import parallel
@@ -29,3 +30,37 @@ def test_mesh_config_is_checked():
         parallel.MeshConfig.from_config({"pipeline": 2})
     mesh = parallel.make_mesh()
     assert dict(mesh.shape) == {"data": len(mesh.devices.flat), "population": 1}
+
+
+def _worker(env):
+    return subprocess.Popen([sys.executable, os.path.join(HERE, "distributed_worker.py")], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=HERE)
+
+
+def test_two_processes_agree_with_one():
+    """jax.distributed on localhost (CPU, gloo collectives): a DDSS step and a statistics pass split over
+    2 processes of one device each give the 1-process results."""
+    import json
+    import socket
+
+    base = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(HERE), os.environ.get("PYTHONPATH", "")])}
+    base.pop("XLA_FLAGS", None)
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    procs = [_worker({**base, "JAX_COORDINATOR_ADDRESS": f"localhost:{port}", "JAX_NUM_PROCESSES": "2",
+                      "JAX_PROCESS_ID": str(i)}) for i in range(2)]
+    single = _worker(base)
+    outs = [p.communicate(timeout=300) for p in procs + [single]]
+    for p, (out, err) in zip(procs + [single], outs):
+        assert p.returncode == 0, err[-3000:]
+    results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+    two, one = results[:2], results[2]
+    assert [r["process"] for r in two] == [0, 1] and all(r["devices"] == 2 and r["distributed"] for r in two)
+    assert one["devices"] == 1 and not one["distributed"]
+    for r in two:
+        np.testing.assert_allclose(r["mu"], one["mu"], rtol=1e-6, atol=1e-6)
+        assert r["trace"] == pytest.approx(one["trace"], rel=1e-6)
+        assert r["kid"] == pytest.approx(one["kid"], rel=1e-4, abs=1e-3)  # float32 sums in another order
+        for k, v in one["learned"].items():
+            np.testing.assert_allclose(r["learned"][k], v, rtol=1e-4, atol=1e-6)
