@@ -19,13 +19,16 @@ multi-host job (or `--config.distributed=True` asks for it), every host builds t
 from the same keys and contributes its own rows (`put_batch`), results are gathered with
 `to_host`, and only process 0 writes files (`is_main_process`).
 
-TPU numerics: TPUs run float32 matmuls and convolutions as bf16 passes by default. Metrics (FID's
-features and moments, KID) and GGDM's coefficient algebra need float32: wrap them in
-`precise()` (`jax.default_matmul_precision("float32")`), as `ddss.metrics` and the samplers do.
+TPU numerics: TPUs run float32 matmuls and convolutions as bf16 passes by default. The metrics'
+matmuls need float32, so they are traced under `precise()` (`jax.default_matmul_precision("float32")`):
+every feature network (`ddss.metrics.features`: Inception, the digits networks), FID's whitened
+distance in JAX (`fid.jax_distance_of_features`) and KID's kernels (`kid.mmd2`). GGDM's coefficient algebra is elementwise (no matmuls). On CPU and GPU
+float32 is already the default, so nothing changes there.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from typing import Any
 
@@ -206,3 +209,13 @@ def initialize(distributed: bool | None = None) -> bool:
 def precise():
     """float32 matmuls and convolutions (TPUs default to bf16 passes): a context manager."""
     return jax.default_matmul_precision("float32")
+
+
+def precise_fn(fn):
+    """`fn` traced under `precise()`: its matmuls and convolutions run in float32 on any backend."""
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        with precise():
+            return fn(*args, **kwargs)
+
+    return wrapped

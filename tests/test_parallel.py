@@ -64,3 +64,18 @@ def test_two_processes_agree_with_one():
         assert r["kid"] == pytest.approx(one["kid"], rel=1e-4, abs=1e-3)  # float32 sums in another order
         for k, v in one["learned"].items():
             np.testing.assert_allclose(r["learned"][k], v, rtol=1e-4, atol=1e-6)
+
+
+def test_metrics_trace_their_matmuls_at_float32_precision():
+    """TPUs run float32 dots as bf16 passes unless asked: the feature networks and KID's kernels ask
+    (precision HIGHEST in the lowered program), a plain dot does not."""
+    import jax
+    import jax.numpy as jnp
+
+    from ddss.metrics import features, kid
+
+    x = jnp.ones((4, 3))
+    assert "HIGHEST" in jax.jit(kid.mmd2).lower(x, x).as_text()
+    extractor = features.get("digits")
+    assert "HIGHEST" in jax.jit(extractor.apply).lower(extractor.params, jnp.zeros((2, 8, 8, 1))).as_text()
+    assert "HIGHEST" not in jax.jit(lambda a, b: a @ b.T).lower(x, x).as_text()

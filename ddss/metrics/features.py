@@ -88,6 +88,11 @@ class FeatureExtractor:
     batch_size: int = 250
     weights_sha256: str = ""  # sha256 of the weight file's bytes (or of the parameter bytes)
 
+    def __post_init__(self):  # every feature network's matmuls in float32, on TPUs too (ddss.parallel.precise)
+        object.__setattr__(self, "apply", parallel.precise_fn(self.apply))
+        if self.logits_apply is not None:
+            object.__setattr__(self, "logits_apply", parallel.precise_fn(self.logits_apply))
+
     def identity(self) -> dict[str, str]:
         """{"name": ..., "sha256": ...}: which network, and exactly which weights."""
         return {"name": self.name, "sha256": self.weights_sha256}

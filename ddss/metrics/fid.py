@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import linalg
 
+from ddss import parallel
 from ddss.metrics import stats
 
 
@@ -176,6 +177,7 @@ def jax_distance(mu, sigma, ref: Reference) -> jax.Array:
     return diff @ diff + jnp.trace(sigma) + ref.trace_sigma - 2 * tr_covmean
 
 
+@parallel.precise_fn
 def jax_distance_of_features(features, ref: Reference) -> jax.Array:
     """Fréchet distance of a feature batch [N, D] to `ref` in float32 (jittable, differentiable).
 

@@ -48,6 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
+from ddss import parallel
 from ddss.models import params_io
 
 FID_WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
@@ -256,6 +257,7 @@ class InceptionV3(nn.Module):
         return {k: out[k] for k in self.outputs}
 
 
+@parallel.precise_fn
 def apply(params, images, outputs: Sequence[str] = ("pool",)) -> dict:
     """Pure function of (params, NHWC images in [-1, 1]) -> {output name: [N, dim] float32}."""
     return InceptionV3(tuple(outputs)).apply({"params": params}, images)

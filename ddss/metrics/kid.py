@@ -18,6 +18,7 @@ import warnings
 import jax.numpy as jnp
 import numpy as np
 
+from ddss import parallel
 from ddss.metrics import stats
 
 
@@ -89,6 +90,7 @@ def kid(x, y, *, num_subsets: int = 100, subset_size: int = 1000, seed: int = 20
     return float(np.mean(values)), float(np.std(values))
 
 
+@parallel.precise_fn
 def mmd2(x, y):
     """Unbiased MMD² of two feature batches in JAX: jittable, differentiable in x and y.
 
