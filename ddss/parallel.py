@@ -7,23 +7,28 @@ Every experiment runs on one `jax.sharding.Mesh` with two axes:
   population  the search's candidates are split along it first (then along `data` too: a chunk of
               candidates is split over every device, each candidate's fitness batch on one device).
 
-`ddss --config=... --config.mesh.data=N --config.mesh.population=M` chooses the layout (the product
-must be the number of devices); by default every device is on `data`. The command line enters the
-mesh with JAX's own `jax.set_mesh`, and the experiments read it back with `current()`. A layout never
-changes a result beyond float rounding: noise and labels are drawn as global arrays from the same
-keys whatever the device count (JAX's partitionable threefry), then placed.
+`ddss --config=... --mesh_data=N --mesh_population=M` (or a `mesh` block in the config) chooses the
+layout (the product must be the number of devices); by default every device is on `data`. The
+command line enters the mesh with JAX's own `jax.set_mesh`, and the experiments read it back with
+`current()`. A layout never changes a result beyond float rounding: noise and labels are drawn as
+global arrays from the same keys whatever the device count (JAX's partitionable threefry), then
+placed.
 
-Across hosts (a TPU pod slice, several GPU hosts) every host runs the same command;
+Across hosts (a TPU pod slice, several GPU hosts) every process runs the same program:
 `initialize()` calls `jax.distributed.initialize()` first when the environment describes a
-multi-host job (or `--config.distributed=True` asks for it), every host builds the same noise banks
-from the same keys and contributes its own rows (`put_batch`), results are gathered with
-`to_host`, and only process 0 writes files (`is_main_process`).
+multi-host job (or `--distributed` asks for it); every process builds the same noise banks from the
+same keys and contributes its own rows (`put_batch`, or `put_local_batch` for a per-host data
+shard); `to_host` gathers results onto every process; `is_main_process()` names the one that should
+write. The experiments do not yet restrict their writes to it, nor checkpoint through orbax's
+multi-host path: multi-host runs of the experiments are not supported yet (a DDSS step and a
+statistics pass are tested in 2 processes).
 
 TPU numerics: TPUs run float32 matmuls and convolutions as bf16 passes by default. The metrics'
 matmuls need float32, so they are traced under `precise()` (`jax.default_matmul_precision("float32")`):
 every feature network (`ddss.metrics.features`: Inception, the digits networks), FID's whitened
-distance in JAX (`fid.jax_distance_of_features`) and KID's kernels (`kid.mmd2`). GGDM's coefficient algebra is elementwise (no matmuls). On CPU and GPU
-float32 is already the default, so nothing changes there.
+distance in JAX (`fid.jax_distance_of_features`) and KID's kernels (`kid.mmd2`). GGDM's coefficient
+algebra is elementwise (no matmuls). On CPU and GPU float32 is already the default, so nothing
+changes there.
 """
 from __future__ import annotations
 
