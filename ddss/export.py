@@ -30,7 +30,7 @@ import os
 
 import numpy as np
 
-from ddss import schedules
+from ddss import parallel, schedules
 from ddss.models import params_io
 from ddss.samplers import ggdm, loop, skipping
 
@@ -184,11 +184,12 @@ def save_timesteps_json(path: str, sampler: LoadedSampler | EvolvedSampler) -> d
     custom list (in diffusers 0.42, `DPMSolverMultistepScheduler` and `DDPMScheduler`; `DDIMScheduler`
     and `UniPCMultistepScheduler` do not)."""
     record = timesteps_record(sampler)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(record, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
+    if parallel.is_main_process():  # a multi-host run writes once
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(record, f, indent=1)
+            f.write("\n")
+        os.replace(tmp, path)
     return record
 
 

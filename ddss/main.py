@@ -138,6 +138,7 @@ def help_text() -> str:
         "  --debug              Python tracebacks instead of one-line errors",
         "  --mesh_data=N --mesh_population=M   the device layout (default: every device on data; ddss.parallel)",
         "  --distributed        jax.distributed.initialize() first (default: when the environment is multi-host)",
+        "  --compilation_cache=DIR   keep compiled XLA programs there and reuse them (reruns, resumes, pod hosts)",
         "  ~ and $VARS expand in --workdir and in the config's strings.",
         "",
         "examples:",
@@ -185,13 +186,15 @@ def _define_flags():
                                            "(the search's candidates; default 1).")
     distributed = flags.DEFINE_bool("distributed", None, "Call jax.distributed.initialize() first (default: when "
                                     "the environment describes a multi-host job).")
-    return config, workdir, show, debug, (mesh_data, mesh_population, distributed)
+    cache = flags.DEFINE_string("compilation_cache", None, "Keep compiled XLA programs in this directory and reuse "
+                                "them (a rerun, a resume, every host of a pod).")
+    return config, workdir, show, debug, (mesh_data, mesh_population, distributed, cache)
 
 
 def main(argv, flags_):
     from absl import logging
 
-    config_flag, workdir_flag, show_flag, debug_flag, (mesh_data, mesh_population, distributed) = flags_
+    config_flag, workdir_flag, show_flag, debug_flag, (mesh_data, mesh_population, distributed, cache) = flags_
     if len(argv) > 1:
         fail(f"unexpected arguments {argv[1:]}; options take the form --name=value (see ddss --help).",
              _EXIT_USAGE, hint="")
@@ -210,6 +213,8 @@ def main(argv, flags_):
 
     try:
         parallel.initialize(distributed.value)  # before anything else touches JAX's backends
+        if cache.value:
+            parallel.compilation_cache(expand(cache.value))
         layout = dict(config.get("mesh") or {})
         layout.update({k: v for k, v in (("data", mesh_data.value), ("population", mesh_population.value))
                        if v is not None})

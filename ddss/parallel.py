@@ -14,14 +14,20 @@ command line enters the mesh with JAX's own `jax.set_mesh`, and the experiments 
 global arrays from the same keys whatever the device count (JAX's partitionable threefry), then
 placed.
 
-Across hosts (a TPU pod slice, several GPU hosts) every process runs the same program:
-`initialize()` calls `jax.distributed.initialize()` first when the environment describes a
-multi-host job (or `--distributed` asks for it); every process builds the same noise banks from the
-same keys and contributes its own rows (`put_batch`, or `put_local_batch` for a per-host data
-shard); `to_host` gathers results onto every process; `is_main_process()` names the one that should
-write. The experiments do not yet restrict their writes to it, nor checkpoint through orbax's
-multi-host path: multi-host runs of the experiments are not supported yet (a DDSS step and a
-statistics pass are tested in 2 processes).
+Across hosts (a TPU pod slice, several GPU hosts) every process runs the same program, the same
+command line on every host:
+  * `initialize()` calls `jax.distributed.initialize()` first when the environment describes a
+    multi-host job (or `--distributed` asks for it);
+  * each host reads only the rows its devices take: `put_rows(read, n)` (a loader's `read(a, b)`),
+    `put_batch` for banks every host draws from the same keys;
+  * `to_host` gives every host the global value, so every host makes the same decisions;
+  * only process 0 writes files (`main_only`; `is_main_process()`), and `sync` holds the others
+    until what they read next is written;
+  * checkpoints go through orbax's multi-host path (every process saves and restores; state is
+    restored straight into its placement on the mesh);
+  * `compilation_cache(dir)` (`--compilation_cache=DIR`) lets every host, and every rerun, reuse
+    the compiled programs.
+The work directory must be one directory every host sees (NFS, Filestore, a gcsfuse mount).
 
 TPU numerics: TPUs run float32 matmuls and convolutions as bf16 passes by default. The metrics'
 matmuls need float32, so they are traced under `precise()` (`jax.default_matmul_precision("float32")`):
@@ -137,52 +143,100 @@ def constrain_batch(tree, mesh: Mesh | None = None, *, what: str = "batch"):
     return jax.lax.with_sharding_constraint(tree, NamedSharding(mesh, spec) if mesh is not None else spec)
 
 
-def pad_to(tree, multiple: int):
-    """(tree with its leading axis zero-padded to a multiple of `multiple`, the original length)."""
-    n = len(jax.tree.leaves(tree)[0])
-    extra = -n % multiple
-    if not extra:
-        return tree, n
-    pad = lambda a: np.concatenate([np.asarray(a), np.zeros((extra,) + np.shape(a)[1:], np.asarray(a).dtype)])
-    return jax.tree.map(pad, tree), n
+def axis_size(mesh: Mesh, axis) -> int:
+    """Devices along `axis`: a mesh axis name, or a tuple of them (split over their product)."""
+    return int(np.prod([mesh.shape[a] for a in ((axis,) if isinstance(axis, str) else axis)]))
 
 
-def put_batch(tree, mesh: Mesh | None = None, axis: str = DATA):
-    """(the batch as global arrays split along `axis`, its length before padding). Every host holds the
-    whole batch (noise banks are drawn from shared keys) and contributes the rows its devices own."""
+def local_rows(n: int, mesh: Mesh | None = None, axis=DATA) -> tuple[int, int]:
+    """The rows [lo, hi) of an n-row batch (n a multiple of the axis size) that this process's devices
+    hold when the batch is split along `axis`: the rows this host loads itself."""
     mesh = mesh or current()
-    tree, n = pad_to(tree, mesh.shape[axis])
+    spans = {range(n)[index[0]] for index in
+             NamedSharding(mesh, PartitionSpec(axis)).addressable_devices_indices_map((n,)).values()}
+    lo, hi = min(r.start for r in spans), max(r.stop for r in spans)
+    if sum(len(r) for r in spans) != hi - lo:
+        raise ValueError(f"This process's devices hold rows {sorted((r.start, r.stop) for r in spans)} of the batch, "
+                         "not one contiguous range: build the mesh with parallel.make_mesh(), whose devices are in "
+                         "process order.")
+    return lo, hi
+
+
+def put_rows(read, n: int, mesh: Mesh | None = None, axis=DATA, *, size: int | None = None,
+             pad: bool = True, what: str = "batch"):
+    """(A global batch of `n` rows split along `axis`, n), each host reading only the rows its devices
+    hold: `read(a, b)` returns rows [a, b) of the batch (an array, or a tree of arrays with one leading
+    axis), and is called once per process. Rows past `n` (up to `size` if given, then up to a multiple
+    of the axis size) are zeros; `pad=False` (a training batch, where zero rows would be trained on)
+    refuses an `n` that does not split instead, naming it as `what`. One process reads every row."""
+    mesh = mesh or current()
+    devices = axis_size(mesh, axis)
+    if not pad and n % devices:
+        raise ValueError(f"The {what} of {n} does not split over the {devices} devices of the mesh's {axis} axis: "
+                         f"make it a multiple of {devices} (or choose another layout with config.mesh).")
+    padded = max(n, size or 0)
+    padded += -padded % devices
+    lo, hi = local_rows(padded, mesh, axis)
+    a, b = min(lo, n), min(hi, n)
+    local = read(a, b) if b > a else jax.tree.map(lambda x: x[:0], read(n - 1, n))  # only padding here: its shape
     sharding = NamedSharding(mesh, PartitionSpec(axis))
 
-    def place(a):
-        a = np.asarray(a)
-        if jax.process_count() == 1:
-            return jax.device_put(a, sharding)
-        return jax.make_array_from_callback(a.shape, sharding, lambda index: a[index])
+    def place(x):
+        x = np.asarray(x)
+        if len(x) < hi - lo:
+            x = np.concatenate([x, np.zeros((hi - lo - len(x),) + x.shape[1:], x.dtype)])
+        def shard(index):  # a device's rows, from this host's
+            rows = range(padded)[index[0]]
+            return x[(slice(rows.start - lo, rows.stop - lo),) + tuple(index[1:])]
 
-    return jax.tree.map(place, tree), n
+        return jax.make_array_from_callback((padded,) + x.shape[1:], sharding, shard)
+
+    return jax.tree.map(place, local), n
 
 
-def put_local_batch(local, mesh: Mesh | None = None):
-    """A global batch from each host's own rows (a data loader's per-host shard): the global batch is
-    the hosts' rows in process order."""
-    mesh = mesh or current()
-    sharding = NamedSharding(mesh, PartitionSpec(DATA))
-    return jax.tree.map(lambda a: jax.make_array_from_process_local_data(sharding, np.asarray(a)), local)
+def put_batch(tree, mesh: Mesh | None = None, axis=DATA):
+    """(the batch as global arrays split along `axis`, its length before padding) from a batch every
+    host holds whole (noise banks are drawn from shared keys); each host places the rows its devices own."""
+    n = len(jax.tree.leaves(tree)[0])
+    return put_rows(lambda a, b: jax.tree.map(lambda x: np.asarray(x)[a:b], tree), n, mesh, axis)
 
 
 def to_host(x) -> Any:
-    """A (possibly multi-host) array as one numpy array on every host."""
-    if jax.process_count() > 1:
+    """A (possibly multi-host) array, or tree of them, as numpy arrays holding the global value on every host."""
+    def one(a):
+        if not isinstance(a, jax.Array) or a.is_fully_addressable:
+            return np.asarray(a)
+        if a.is_fully_replicated:  # every host already holds all of it
+            return np.asarray(a.addressable_data(0))
         from jax.experimental import multihost_utils
 
-        return jax.tree.map(np.asarray, multihost_utils.process_allgather(x, tiled=True))
-    return jax.tree.map(np.asarray, x)
+        return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+
+    return jax.tree.map(one, x)
 
 
 def is_main_process() -> bool:
     """True on the host that writes logs, results and exports (process 0)."""
     return jax.process_index() == 0
+
+
+def main_only(fn):
+    """`fn` (a function that writes files) runs on process 0 only; elsewhere the call returns None. A
+    process that reads the file afterwards first waits at `sync`."""
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        return fn(*args, **kwargs) if jax.process_index() == 0 else None
+
+    return wrapped
+
+
+def sync(name: str) -> None:
+    """Every process waits here until all have arrived (with one process, nothing happens): after
+    process 0 writes what the others read next. Every process must pass the same syncs in order."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
 
 
 MULTIHOST_ENV = ("JAX_COORDINATOR_ADDRESS", "COORDINATOR_ADDRESS", "MEGASCALE_COORDINATOR_ADDRESS",
@@ -208,7 +262,18 @@ def initialize(distributed: bool | None = None) -> bool:
                       num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
                       process_id=int(os.environ["JAX_PROCESS_ID"]))
     jax.distributed.initialize(**kwargs)
+    if jax.process_index() != 0:
+        os.environ.setdefault("TQDM_DISABLE", "1")  # one set of progress bars: process 0's
     return True
+
+
+def compilation_cache(directory: str, *, min_compile_time_s: float = 1.0) -> None:
+    """Keeps XLA's compiled programs in `directory` (JAX's persistent compilation cache), so a rerun, a
+    resumed run or every host of a pod reuses them instead of compiling again; programs that compiled in
+    under `min_compile_time_s` are not kept. A shared directory (NFS, a GCS bucket path) serves every
+    host. Call it before the first compilation (`ddss --compilation_cache=DIR` does)."""
+    jax.config.update("jax_compilation_cache_dir", os.path.expanduser(directory))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_time_s))
 
 
 def precise():

@@ -144,9 +144,42 @@ def test_one_unet_training_step_is_data_parallel():
     np.testing.assert_allclose(flat(results["eight"][0]), flat(results["one"][0]), rtol=1e-4, atol=1e-6)
 
 
+def test_training_resumes_from_a_checkpoint_restored_into_the_mesh(tmp_path):
+    """Each step's batch arrives split over the data axis; a checkpoint restores straight into the mesh
+    (replicated over all 8 devices, not onto one) and the next step is the one the run would have taken."""
+    import orbax.checkpoint as ocp
+
+    from ddss.configs import digits_train
+
+    config = digits_train.get_config()
+    config.update(batch_size=16, checkpoint_every=1)
+    config.model.update(block_out_channels=(16, 32), norm_num_groups=4, layers_per_block=1)
+    cfg = train.TrainConfig.from_config(config)
+    optimizer, data = train.make_optimizer(cfg), train.DigitsData("all", 16, seed=0)
+    step = train.make_train_step(cfg, schedules.linear_beta(1000), optimizer, jax.random.key(1))
+    with jax.set_mesh(EIGHT):
+        batch = data.global_batch(1)
+        assert batch.sharding.spec == PartitionSpec("data") and _devices(batch) == 8
+        np.testing.assert_array_equal(parallel.to_host(batch), data.batch(1))
+        mngr = train.checkpoint_manager(str(tmp_path), cfg)
+        state, _ = step(train.restore_or_init(mngr, cfg, optimizer, jax.random.key(0)), data.global_batch(0))
+        mngr.save(1, args=ocp.args.StandardSave(state), force=True)
+        mngr.wait_until_finished()
+        expected = parallel.to_host(step(state, batch)[0].params)
+        restored = train.restore_or_init(train.checkpoint_manager(str(tmp_path), cfg), cfg, optimizer,
+                                         jax.random.key(5))
+        assert int(restored.step) == 1
+        assert all(x.sharding.is_fully_replicated and _devices(x) == 8 for x in jax.tree.leaves(restored))
+        got = parallel.to_host(step(restored, batch)[0].params)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected)):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_a_batch_that_does_not_split_is_named():
     with jax.set_mesh(EIGHT):
         with pytest.raises(ValueError, match="batch of 12 does not split over the 8 devices.*multiple of 8"):
             jax.jit(lambda x: parallel.constrain_batch(x))(jnp.zeros((12, 2)))
+        with pytest.raises(ValueError, match="training batch \\(config.batch_size\\) of 12 does not split over the 8"):
+            train.DigitsData("all", 12, seed=0).global_batch(0)
     with pytest.raises(ValueError, match="data × population = 3 × 2 = 6 devices; there are 8"):
         parallel.make_mesh(3, 2)

@@ -40,17 +40,17 @@ def test_resume_after_a_kill_is_exact(tmp_path, monkeypatch):
     experiments.run(_tiny_config(), str(tmp_path / "straight"))
     reference = _ema(tmp_path / "straight")
 
-    original = train.DigitsData.batch
+    original = train.DigitsData.global_batch
 
     def killed_at_step_3(self, step):
         if step == 3:
             raise KeyboardInterrupt  # the process dies during step 3; steps 0-2 ran, checkpoint at 2
         return original(self, step)
 
-    monkeypatch.setattr(train.DigitsData, "batch", killed_at_step_3)
+    monkeypatch.setattr(train.DigitsData, "global_batch", killed_at_step_3)
     with pytest.raises(KeyboardInterrupt):
         experiments.run(_tiny_config(), str(tmp_path / "resumed"))
-    monkeypatch.setattr(train.DigitsData, "batch", original)
+    monkeypatch.setattr(train.DigitsData, "global_batch", original)
     results = experiments.run(_tiny_config(), str(tmp_path / "resumed"))
     assert results["training"]["start_step"] == 2
     for a, b in zip(jax.tree.leaves(_ema(tmp_path / "resumed")), jax.tree.leaves(reference)):
@@ -60,8 +60,8 @@ def test_resume_after_a_kill_is_exact(tmp_path, monkeypatch):
 
 
 def test_nan_loss_stops_with_the_last_good_checkpoint(tmp_path, monkeypatch):
-    original = train.DigitsData.batch
-    monkeypatch.setattr(train.DigitsData, "batch",
+    original = train.DigitsData.global_batch
+    monkeypatch.setattr(train.DigitsData, "global_batch",
                         lambda self, step: original(self, step) * (np.nan if step >= 3 else 1.0))
     with pytest.raises(FloatingPointError, match="last good checkpoint is step 2"):
         experiments.run(_tiny_config(), str(tmp_path))

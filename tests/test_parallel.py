@@ -32,38 +32,79 @@ def test_mesh_config_is_checked():
     assert dict(mesh.shape) == {"data": len(mesh.devices.flat), "population": 1}
 
 
-def _worker(env):
-    return subprocess.Popen([sys.executable, os.path.join(HERE, "distributed_worker.py")], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=HERE)
-
-
-def test_two_processes_agree_with_one():
-    """jax.distributed on localhost (CPU, gloo collectives): a DDSS step and a statistics pass split over
-    2 processes of one device each give the 1-process results."""
+def _processes(root, stages, n):
+    """Runs tests/multihost_worker.py in `n` processes joined by jax.distributed on localhost (CPU, gloo
+    collectives), or in one plain process for n = 1; returns each process's JSON line."""
     import json
     import socket
 
-    base = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(HERE), os.environ.get("PYTHONPATH", "")])}
-    base.pop("XLA_FLAGS", None)
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        port = s.getsockname()[1]
-    procs = [_worker({**base, "JAX_COORDINATOR_ADDRESS": f"localhost:{port}", "JAX_NUM_PROCESSES": "2",
-                      "JAX_PROCESS_ID": str(i)}) for i in range(2)]
-    single = _worker(base)
-    outs = [p.communicate(timeout=300) for p in procs + [single]]
-    for p, (out, err) in zip(procs + [single], outs):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(HERE), os.environ.get("PYTHONPATH", "")])}
+    env.pop("XLA_FLAGS", None)  # one CPU device per process
+    envs = [env]
+    if n > 1:
+        with socket.socket() as s:
+            s.bind(("localhost", 0))
+            port = s.getsockname()[1]
+        envs = [{**env, "JAX_COORDINATOR_ADDRESS": f"localhost:{port}", "JAX_NUM_PROCESSES": str(n),
+                 "JAX_PROCESS_ID": str(i)} for i in range(n)]
+    procs = [subprocess.Popen([sys.executable, os.path.join(HERE, "multihost_worker.py"), str(root), *stages],
+                              env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=HERE) for e in envs]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
-    results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
-    two, one = results[:2], results[2]
-    assert [r["process"] for r in two] == [0, 1] and all(r["devices"] == 2 and r["distributed"] for r in two)
+    return [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+
+
+def _rows(workdir):
+    import json
+
+    return [{k: r[k] for k in ("method", "K", "fid", "precision", "recall", "kid")}
+            for r in json.loads((workdir / "results.json").read_text())["rows"]]
+
+
+def _logged_steps(path):
+    import json
+
+    return [json.loads(line)["step"] for line in path.read_text().splitlines()]
+
+
+def test_two_hosts_run_the_experiments_like_one(tmp_path):
+    """Reference statistics, DDSS and the search, in 2 processes of one device each joined by
+    jax.distributed, write what 1 process writes: each host reads its own rows, only process 0 writes,
+    and a run whose last checkpoint is lost resumes (orbax's multi-host restore) to the same results."""
+    stages = ("ref_stats", "ddss", "evolution")
+    one = _processes(tmp_path / "one", stages, 1)[0]
+    two = _processes(tmp_path / "two", stages, 2)
     assert one["devices"] == 1 and not one["distributed"]
-    for r in two:
-        np.testing.assert_allclose(r["mu"], one["mu"], rtol=1e-6, atol=1e-6)
-        assert r["trace"] == pytest.approx(one["trace"], rel=1e-6)
-        assert r["kid"] == pytest.approx(one["kid"], rel=1e-4, abs=1e-3)  # float32 sums in another order
-        for k, v in one["learned"].items():
-            np.testing.assert_allclose(r["learned"][k], v, rtol=1e-4, atol=1e-6)
+    assert [r["process"] for r in two] == [0, 1] and all(r["devices"] == 2 and r["distributed"] for r in two)
+    assert one["read"] == [[0, 8]] and [r["read"] for r in two] == [[[0, 4]], [[4, 8]]]  # each host its own rows
+    assert all(r["gathered"] == list(range(8)) and r["training_batch_is_the_global_batch"] for r in two + [one])
+
+    ref_one, ref_two = (np.load(tmp_path / w / "ref_stats" / "stats.npz") for w in ("one", "two"))
+    np.testing.assert_allclose(ref_two["mu"], ref_one["mu"], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(ref_two["sigma"], ref_one["sigma"], rtol=1e-6, atol=1e-9)
+    for name in ("ddss", "evolution"):
+        a, b = _rows(tmp_path / "one" / name), _rows(tmp_path / "two" / name)
+        assert [r["method"] for r in a] == [r["method"] for r in b]
+        for x, y in zip(a, b):
+            for k in ("fid", "precision", "recall", "kid"):
+                assert y[k] == pytest.approx(x[k], rel=1e-4, abs=1e-5), (name, x["method"], k)
+    run = tmp_path / "two" / "ddss" / "runs" / "ggdm+pred+time_K3"
+    steps = _logged_steps(run / "metrics.jsonl")
+    assert steps == sorted(set(steps)) == _logged_steps(tmp_path / "one" / "ddss" / "runs" / run.name / "metrics.jsonl")
+
+    # Lose the last checkpoint and everything after it: the 2 processes resume from step 9.
+    import shutil
+
+    last = max(int(d) for d in os.listdir(run / "checkpoints") if d.isdigit())
+    shutil.rmtree(run / "checkpoints" / str(last))
+    for f in ("training.json", "sampler.safetensors", "sampler.timesteps.json"):
+        (run / f).unlink()
+    before = _rows(tmp_path / "two" / "ddss")
+    (tmp_path / "two" / "ddss" / "results.json").unlink()
+    _processes(tmp_path / "two", ("ddss",), 2)
+    assert _rows(tmp_path / "two" / "ddss") == before
+    assert _logged_steps(run / "metrics.jsonl") == steps and (run / "checkpoints" / str(last)).is_dir()
 
 
 def test_metrics_trace_their_matmuls_at_float32_precision():

@@ -42,4 +42,6 @@ def run(config, workdir: str, *, mesh=None):
         if mesh is None:
             mesh = parallel.from_config(layout.to_dict() if hasattr(layout, "to_dict") else layout)
     with jax.set_mesh(mesh or parallel.make_mesh()):
-        return module(config["experiment"]).run(config, workdir)
+        results = module(config["experiment"]).run(config, workdir)
+        parallel.sync("experiment")  # no process returns before process 0 has written the results
+    return results

@@ -28,7 +28,6 @@ compilation is not counted.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from typing import Callable
@@ -38,7 +37,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ddss import export, parallel, schedules
-from ddss.experiments import plots, targets
+from ddss.experiments import plots, targets, writers
 from ddss.samplers import conditioning, ddim, ddpm, dpm_solver, ipndm, raise_if_nonfinite, unipc
 
 SHIPPED_CEILINGS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "models", "assets", "ceilings")
@@ -217,11 +216,15 @@ def baseline_rows(cfg, target: targets.Target, noise_bank, key_sampler, workdir:
         samples, wall = timed_samples(sample_fns[module], params, noise_bank, key_sampler, cfg.batch_size)
         if method == ceiling and cache:  # scored as stored, so a cached rerun gives the same row
             samples = samples.astype(np.float16).astype(np.float32)
-            os.makedirs(os.path.dirname(cache), exist_ok=True)
-            np.savez_compressed(cache, images=samples.astype(np.float16), wall_time_s=wall,
-                                device=jax.devices()[0].device_kind)
+            save_ceiling(cache, samples, wall)
         rows.append(score_row(target, cfg, method, k, samples, wall, workdir))
     return rows
+
+
+@parallel.main_only
+def save_ceiling(cache: str, samples: np.ndarray, wall: float) -> None:
+    os.makedirs(os.path.dirname(cache), exist_ok=True)
+    np.savez_compressed(cache, images=samples.astype(np.float16), wall_time_s=wall, device=jax.devices()[0].device_kind)
 
 
 def _sample(module, target: targets.Target, p, batch, key, cfg):
@@ -281,8 +284,7 @@ def finish(cfg, target: targets.Target, rows: list[dict], workdir: str, **extra)
                "eval_noise": {"eval_seed": cfg.eval_seed, "seed_range": [0, SEED_SPAN], "num_samples": cfg.num_samples},
                "training_seeds": {"seed": cfg.seed, "seed_range": [SEED_SPAN, 2 * SEED_SPAN]},
                **conditioning_record(cfg, target), **extra, "rows": rows}
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
+    writers.write_json(os.path.join(workdir, "results.json"), results)
     if target.train is not None:
         space = target.eval_space.name
         ylabel = "Fréchet distance to the exact mixture" if cfg.model == "gmm" else f"FID ({space})"
@@ -307,6 +309,7 @@ def conditioning_record(cfg, target: targets.Target) -> dict:
                              "guidance": target.guidance}}
 
 
+@parallel.main_only
 def save_samples(workdir: str, method: str, k: int, samples: np.ndarray) -> None:
     name = f"{method}_K{k}"
     np.savez_compressed(os.path.join(workdir, "samples", f"{name}.npz"), images=samples.astype(np.float32))

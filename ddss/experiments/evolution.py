@@ -194,8 +194,8 @@ class Evaluator:
                 part = idx[start:start + self.chunk]
                 members = [genomes[i] for i in part]
                 members += [members[-1]] * (self.chunk - len(members))  # one compiled shape per K
-                t, masks = evolution.stack(members)
-                pending.append((part, self.fn(np.asarray(t), np.asarray(masks), self.noise, self.key,
+                (t, masks), _ = parallel.put_batch(evolution.stack(members), axis=(parallel.POPULATION, parallel.DATA))
+                pending.append((part, self.fn(t, masks, self.noise, self.key,
                                               self.model_params, self.feature_params)))
         for part, result in tqdm(pending, desc=desc, unit="chunk", leave=False):
             fids, bad = parallel.to_host(result)
@@ -273,8 +273,7 @@ def run_search(name: str, cfg: EvolutionConfig, space: evolution.Space, search: 
         "best_fitness_by_generation": state.best_by_generation(),
         "stage1_end": state.stage1_end,
     }
-    with open(record_path, "w") as f:
-        json.dump(record, f, indent=2)
+    writers.write_json(record_path, record)
     return state, record
 
 
@@ -348,6 +347,7 @@ def searched_rows(cfg: EvolutionConfig, target: targets.Target, noise_bank, key_
         export.save_evolved_sampler(export_path, winner.timesteps, winner.skip, kind=cfg.sampler,
                                     schedule=target.schedule, clip_denoised=cfg.base.clip_denoised,
                                     ggdm_params=template, info=info, model=evaluation.model_record(target))
+        parallel.sync("export")  # every process reads the export next
         sampler = export.load_sampler(export_path, num_blocks=L)
         samples, wall = score_sampler(sampler, target, noise_bank, key_sampler, cfg.base.batch_size)
         row = evaluation.score_row(

@@ -38,7 +38,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from tqdm import tqdm
 
-from ddss import export, fields, schedules
+from ddss import export, fields, parallel, schedules
 from ddss.experiments import baselines, checkpoints, evaluation, plots, targets, writers
 from ddss.metrics import fid
 from ddss.samplers import ggdm
@@ -269,14 +269,14 @@ def train_one(trainer: Trainer, rundir: str) -> dict:
     mngr = ocp.CheckpointManager(os.path.abspath(os.path.join(rundir, "checkpoints")), options=options)
     ckpt = trainer.initial_state()
     previous = {"wall_time_s": 0.0}
-    step, restored = checkpoints.restore_latest(mngr, jax.tree.map(ocp.utils.to_shape_dtype_struct, ckpt))
+    step, restored = checkpoints.restore_latest(mngr, checkpoints.abstract(ckpt))
     if step is not None:
         ckpt = restored
         progress = os.path.join(rundir, "progress.json")
         if os.path.exists(progress):
             with open(progress) as f:
                 previous = json.load(f)
-    state, best_learned, best_fid = ckpt["state"], jax.device_get(ckpt["best_learned"]), float(ckpt["best_fid"])
+    state, best_learned, best_fid = ckpt["state"], parallel.to_host(ckpt["best_learned"]), float(ckpt["best_fid"])
     start = int(state.step)
     writer = writers.MetricWriter(rundir, keep_through=start if start else -1)  # a resume re-logs later steps
     started = time.time()
@@ -307,7 +307,7 @@ def train_one(trainer: Trainer, rundir: str) -> dict:
                     n = done - last_log
                     means = {k: v / n for k, v in sums.items() if k != "nonfinite"}
                     if evaluating:
-                        learned = jax.device_get(state.learned)
+                        learned = parallel.to_host(state.learned)
                         means["val_fid"] = trainer.validate(learned)
                         if means["val_fid"] < best_fid:
                             best_fid, best_learned = means["val_fid"], learned
@@ -319,8 +319,8 @@ def train_one(trainer: Trainer, rundir: str) -> dict:
                         {"state": state, "best_learned": best_learned, "best_fid": jnp.asarray(best_fid, jnp.float32)}),
                         force=True)
                     mngr.wait_until_finished()
-                    with open(os.path.join(rundir, "progress.json"), "w") as f:
-                        json.dump({"wall_time_s": previous["wall_time_s"] + time.time() - started}, f)
+                    writers.write_json(os.path.join(rundir, "progress.json"),
+                                       {"wall_time_s": previous["wall_time_s"] + time.time() - started}, indent=None)
                 bar.update(1)
     finally:
         mngr.wait_until_finished()
@@ -344,8 +344,8 @@ def train_one(trainer: Trainer, rundir: str) -> dict:
     export.save_sampler(export_path, final, clip_denoised=trainer.cfg.base.clip_denoised,
                         model=evaluation.model_record(trainer.target),
                         info={k_: v for k_, v in record.items() if k_ != "wall_time_s"})
-    with open(record_path, "w") as f:
-        json.dump(record, f, indent=2)
+    writers.write_json(record_path, record)
+    parallel.sync("export")  # every process reads the export next
     return record
 
 

@@ -9,6 +9,8 @@ import math
 import numpy as np
 from PIL import Image
 
+from ddss import parallel
+
 
 def _figure(**kwargs):
     """A Figure on its own Agg canvas (no pyplot state, no backend switch)."""
@@ -20,6 +22,7 @@ def _figure(**kwargs):
     return fig
 
 
+@parallel.main_only
 def sample_grid(images, path: str, *, scale: int = 4) -> None:
     """Tiles NHWC images in [-1, 1] (1 or 3 channels) into one PNG, nearest-neighbour upscaled."""
     images = np.asarray(images, np.float32)
@@ -37,6 +40,7 @@ def sample_grid(images, path: str, *, scale: int = 4) -> None:
     Image.fromarray(pixels[..., 0] if c == 1 else pixels).save(path)
 
 
+@parallel.main_only
 def samples_picture(samples, path: str) -> None:
     """The picture of a set of samples, whatever their event shape: a grid of the first 64 for images
     ([N, H, W, C] with 1 or 3 channels, or [N, H, W]; other channel counts show channel 0), a scatter of
@@ -61,6 +65,7 @@ def samples_picture(samples, path: str) -> None:
     fig.savefig(path, dpi=100)
 
 
+@parallel.main_only
 def score_vs_k(rows, path: str, *, ylabel: str = "FID") -> None:
     """One line per method (score against K, log scale), horizontal lines for K-free rows."""
     fig = _figure(figsize=(6, 4))
@@ -83,6 +88,7 @@ def score_vs_k(rows, path: str, *, ylabel: str = "FID") -> None:
     fig.savefig(path, dpi=120)
 
 
+@parallel.main_only
 def timesteps(rows, schedule, methods, path: str) -> None:
     """The learned times of each row that has them, against the baseline strides, one panel per K."""
     from ddss import schedules as sched_lib
@@ -110,6 +116,7 @@ def timesteps(rows, schedule, methods, path: str) -> None:
     fig.savefig(path, dpi=120)
 
 
+@parallel.main_only
 def search_progress(costs: dict, path: str) -> None:
     """Best fitness (search FID) after each generation, one line per search."""
     fig = _figure(figsize=(5, 3.5))

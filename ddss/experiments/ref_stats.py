@@ -29,7 +29,7 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
-from ddss import fields
+from ddss import fields, parallel
 from ddss.data import digits as digits_data
 from ddss.data import tfds as tfds_data
 from ddss.experiments import writers
@@ -164,6 +164,27 @@ def _source(config, extractor):
                                "image_size": data.image_size}
 
 
+@parallel.main_only
+def save_partial(path: str, feats, **accumulator) -> None:
+    """The accumulator, atomically; the features' rows before it are on disk first."""
+    if feats is not None:
+        feats.flush()  # the rows before `done` are on disk before the checkpoint says so
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, **accumulator)
+    os.replace(tmp, path)
+
+
+@parallel.main_only
+def finish(workdir: str, acc: stats.RunningStats, info: dict, feats, features_path: str, partial: str) -> None:
+    stats.save(os.path.join(workdir, "stats.npz"), acc.mu, acc.sigma, num_samples=acc.count, info=info)
+    if feats is not None:
+        feats.flush()
+        os.replace(features_path, os.path.join(workdir, "features.npy"))
+    writers.write_json(os.path.join(workdir, "info.json"), info)
+    if os.path.isfile(partial):
+        os.remove(partial)
+
+
 def run(config, workdir: str) -> dict:
     cfg = RefStatsConfig.from_config(config)
     if cfg.source == "folder":
@@ -190,7 +211,7 @@ def run(config, workdir: str) -> dict:
                 acc = stats.RunningStats(done, f["mean"], f["scatter"])
         print(f"resuming from image {done} of {total}")
     feats = None
-    if save_features:  # rows [0, done) hold the features of a resumed run
+    if save_features and parallel.is_main_process():  # rows [0, done) hold the features of a resumed run
         mode = "r+" if done else "w+"
         feats = np.lib.format.open_memmap(features_path, mode=mode, dtype=np.float32, shape=(total, extractor.dim))
 
@@ -198,26 +219,18 @@ def run(config, workdir: str) -> dict:
     starts = range(done, total, batch_size)
     for i, start in enumerate(tqdm(starts, desc="reference statistics", unit="batch")):
         end = min(start + batch_size, total)
-        f = extractor.features(read(start, end), batch_size=batch_size)
+        # Each process reads the images its devices take; every process gets the whole batch's features
+        # and sums them (float64, on the host) in the same order, so every host holds the same moments.
+        f = extractor.features_of_rows(lambda a, b: read(start + a, start + b), end - start, batch_size=batch_size)
         acc = acc.update(f)
         if feats is not None:
             feats[start:end] = f
         if (i + 1) % every == 0 and end < total:
-            if feats is not None:
-                feats.flush()  # the rows before `done` are on disk before the checkpoint says so
-            tmp = partial + ".tmp.npz"
-            np.savez(tmp, done=end, mean=acc.mean, scatter=acc.scatter, info=json.dumps(info))
-            os.replace(tmp, partial)
+            save_partial(partial, feats, done=end, mean=acc.mean, scatter=acc.scatter, info=json.dumps(info))
 
     info = {**info, "num_samples": acc.count, "wall_time_s": time.perf_counter() - start_time}
-    stats.save(os.path.join(workdir, "stats.npz"), acc.mu, acc.sigma, num_samples=acc.count, info=info)
-    if feats is not None:
-        feats.flush()
-        del feats
-        os.replace(features_path, os.path.join(workdir, "features.npy"))
-    with open(os.path.join(workdir, "info.json"), "w") as f:
-        json.dump(info, f, indent=2)
-    if os.path.isfile(partial):
-        os.remove(partial)
-    print(f"wrote {os.path.join(workdir, 'stats.npz')}: {acc.count} images, {extractor.dim}-d {extractor.name} features")
+    finish(workdir, acc, info, feats, features_path, partial)
+    parallel.sync("ref_stats")  # the statistics are on disk before any process goes on to read them
+    if parallel.is_main_process():
+        print(f"wrote {os.path.join(workdir, 'stats.npz')}: {acc.count} images, {extractor.dim}-d {extractor.name} features")
     return {"num_samples": acc.count, "info": info, "stats": os.path.join(workdir, "stats.npz")}

@@ -121,10 +121,19 @@ class DigitsData:
         if self.per_epoch == 0:
             raise ValueError(f"batch_size {batch_size} exceeds the {len(self.images)} digits of split {split!r}.")
 
-    def batch(self, step: int) -> np.ndarray:
+    def indices(self, step: int) -> np.ndarray:
         epoch, i = divmod(step, self.per_epoch)
         order = np.random.default_rng((self.seed, epoch)).permutation(len(self.images))
-        return self.images[order[i * self.batch_size:(i + 1) * self.batch_size]]
+        return order[i * self.batch_size:(i + 1) * self.batch_size]
+
+    def batch(self, step: int) -> np.ndarray:
+        return self.images[self.indices(step)]
+
+    def global_batch(self, step: int) -> jax.Array:
+        """Step `step`'s batch split over the mesh's data axis, each host reading only its own rows."""
+        rows = self.indices(step)
+        return parallel.put_rows(lambda a, b: self.images[rows[a:b]], len(rows), pad=False,
+                                 what="training batch (config.batch_size)")[0]
 
 
 def make_data(cfg: TrainConfig):
@@ -150,9 +159,12 @@ def checkpoint_manager(workdir: str, cfg: TrainConfig) -> ocp.CheckpointManager:
 
 
 def restore_or_init(mngr: ocp.CheckpointManager, cfg: TrainConfig, optimizer, key) -> TrainState:
-    state = init_state(cfg, optimizer, key)
-    step, restored = checkpoints.restore_latest(mngr, jax.tree.map(ocp.utils.to_shape_dtype_struct, state))
-    return state if step is None else restored
+    """The newest checkpoint's state, restored straight into its (replicated) placement, or a fresh one.
+    The structure comes from `jax.eval_shape`: a resumed run never builds the initial parameters, EMA and
+    optimizer state it would throw away (about 4× the parameters' memory)."""
+    init = lambda: init_state(cfg, optimizer, key)
+    step, restored = checkpoints.restore_latest(mngr, checkpoints.abstract(jax.eval_shape(init)))
+    return init() if step is None else restored
 
 
 def train(cfg: TrainConfig, workdir: str) -> tuple[TrainState, dict]:
@@ -171,7 +183,7 @@ def train(cfg: TrainConfig, workdir: str) -> tuple[TrainState, dict]:
     try:
         with tqdm(total=cfg.steps, initial=start_step, desc="train", unit="step") as bar:
             for step in range(start_step, cfg.steps):
-                state, metrics = train_step(state, data.batch(step))
+                state, metrics = train_step(state, data.global_batch(step))
                 running = metrics if running is None else jax.tree.map(jnp.add, running, metrics)
                 done = step + 1
                 saving = mngr.should_save(done) or done == cfg.steps
@@ -230,6 +242,15 @@ def sample_ddpm(model_cfg, params, schedule, n: int, batch_size: int, seed: int)
     return np.concatenate(out)
 
 
+@parallel.main_only
+def save_samples(workdir: str, method: str, k: int, samples: np.ndarray) -> None:
+    os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
+    os.makedirs(os.path.join(workdir, "grids"), exist_ok=True)
+    np.savez(os.path.join(workdir, "samples", f"{method}_K{k}.npz"), images=samples)
+    plots.sample_grid(samples[:100], os.path.join(workdir, "grids", f"{method}.png"))
+    plots.sample_grid(digits.load("all")[0][:100], os.path.join(workdir, "grids", "data.png"))
+
+
 def run(config, workdir: str) -> dict:
     cfg = TrainConfig.from_config(config)
     writers.claim_workdir(workdir, config)
@@ -248,12 +269,7 @@ def run(config, workdir: str) -> dict:
         sample_row, data_row = score_rows(samples, features.get("digits"), method, k)
         sample_row.update(wall_time_s=wall, clip_denoised=False)
         results["rows"] = [sample_row, data_row]
-        os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
-        os.makedirs(os.path.join(workdir, "grids"), exist_ok=True)
-        np.savez(os.path.join(workdir, "samples", f"{method}_K{k}.npz"), images=samples)
-        plots.sample_grid(samples[:100], os.path.join(workdir, "grids", f"{method}.png"))
-        plots.sample_grid(digits.load("all")[0][:100], os.path.join(workdir, "grids", "data.png"))
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
+        save_samples(workdir, method, k, samples)
+    writers.write_json(os.path.join(workdir, "results.json"), results)
     print(json.dumps(results, indent=2))
     return results

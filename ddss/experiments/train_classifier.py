@@ -213,7 +213,6 @@ def run(config, workdir: str) -> dict:
     training = dict(cfg.to_dict(), heldout_indices=[int(i) for i in test_idx])
     params_io.save(os.path.join(workdir, f"{arch.kind}.safetensors"), params,
                    {"kind": arch.kind, "config": cfg.model.to_dict(), "results": results, "training": training})
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
+    writers.write_json(os.path.join(workdir, "results.json"), results)
     print(json.dumps(results, indent=2))
     return results

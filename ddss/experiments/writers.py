@@ -3,11 +3,26 @@ and the run description that keeps a resumed run directory from mixing two confi
 
 Same surface as clu's metric writers (`write_scalars(step, dict)`, `flush`, `close`); clu's own
 writers need TensorFlow, which this project does not install.
+
+In a multi-host run only process 0 writes (`ddss.parallel.main_only`): the other processes check
+what they would check, and their metric writers write nothing.
 """
 from __future__ import annotations
 
 import json
 import os
+
+from ddss import parallel
+
+
+@parallel.main_only
+def write_json(path: str, value, *, indent: int | None = 2) -> None:
+    """`value` as JSON at `path`, atomically (a kill leaves the old file or the new one, never half of
+    one); on process 0 only."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(value, f, indent=indent)
+    os.replace(tmp, path)
 
 
 def _flatten(tree, prefix: str = "") -> dict:
@@ -33,6 +48,13 @@ def _holds_work(workdir: str) -> bool:
 
 
 def claim_workdir(workdir: str, config) -> None:
+    """`_claim`, with every process reading the directory before process 0 writes to it."""
+    parallel.sync("claim_workdir:read")
+    _claim(workdir, config)
+    parallel.sync("claim_workdir")  # no process starts work before the directory is claimed
+
+
+def _claim(workdir: str, config) -> None:
     """Records which experiment, with which configuration, a work directory holds (DIR/config.json: every
     field of the resolved config, so the model or mixture, schedule, T, seeds and feature networks all
     count); refuses to run a different experiment or configuration there, naming the differing fields.
@@ -70,10 +92,7 @@ def claim_workdir(workdir: str, config) -> None:
         raise ValueError(f"{workdir} holds results of a run that did not record its configuration (no config.json), "
                          "so they cannot be matched with this one. Use a new --workdir.")
     os.makedirs(workdir, exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(description, f, indent=2)
-    os.replace(tmp, path)
+    write_json(path, description)
 
 
 def check_run_description(rundir: str, description: dict, *, what: str = "run", redo: str = "run it again") -> None:
@@ -88,8 +107,7 @@ def check_run_description(rundir: str, description: dict, *, what: str = "run", 
             raise ValueError(f"{rundir} holds a {what} with a different configuration ({', '.join(changed)} changed). "
                              f"Use a new --workdir, or delete that run directory to {redo}.")
         return
-    with open(path, "w") as f:
-        json.dump(description, f, indent=2)
+    write_json(path, description)
 
 
 def _step_of(line: str) -> int:
@@ -102,9 +120,13 @@ def _step_of(line: str) -> int:
 class MetricWriter:
     """Appends to DIR/metrics.jsonl (and TensorBoard events). `keep_through=S`: a run resuming after step
     S first drops the rows logged after S (the killed run logged them, the resumed one logs them again),
-    so no step appears twice; -1 drops every row (a run starting over)."""
+    so no step appears twice; -1 drops every row (a run starting over). On every process but process 0
+    of a multi-host run it writes nothing."""
 
     def __init__(self, workdir: str, *, tensorboard: bool = True, keep_through: int | None = None):
+        self._file = self._tb = None
+        if not parallel.is_main_process():
+            return
         os.makedirs(workdir, exist_ok=True)
         path = os.path.join(workdir, "metrics.jsonl")
         if keep_through is not None and os.path.exists(path):
@@ -125,6 +147,8 @@ class MetricWriter:
                 self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), **purge)
 
     def write_scalars(self, step: int, scalars: dict[str, float]) -> None:
+        if self._file is None:
+            return
         scalars = {k: float(v) for k, v in scalars.items()}
         self._file.write(json.dumps({"step": int(step), **scalars}) + "\n")
         self._file.flush()  # readable while a long run is going
@@ -133,11 +157,15 @@ class MetricWriter:
                 self._tb.add_scalar(k, v, int(step))
 
     def flush(self) -> None:
+        if self._file is None:
+            return
         self._file.flush()
         if self._tb is not None:
             self._tb.flush()
 
     def close(self) -> None:
+        if self._file is None:
+            return
         self.flush()
         self._file.close()
         if self._tb is not None:

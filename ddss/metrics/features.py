@@ -143,16 +143,35 @@ class FeatureExtractor:
         _positive_batch_size(batch_size)
         images = np.asarray(images)
         self.check(images, check_range=check_range)
-        bs = min(batch_size or self.batch_size, len(images))
+        return self._rows(fn, lambda a, b: images[a:b], len(images), batch_size, progress, desc)
+
+    def _rows(self, fn, read, n, batch_size, progress, desc) -> np.ndarray:
+        """fn over rows [0, n) in fixed-size jitted batches, each split over the mesh's data axis; every
+        process reads (`read(a, b)`) only the rows its devices take, and gets every row's result."""
+        bs = min(batch_size or self.batch_size, n)
         out = []
-        for start in tqdm(range(0, len(images), bs), desc=desc, disable=not progress, leave=False):
-            batch = images[start:start + bs]
-            n = len(batch)
-            if n < bs:  # pad the last batch: one compiled shape for the whole pass
-                batch = np.concatenate([batch, np.zeros((bs - n,) + batch.shape[1:], batch.dtype)])
-            batch, _ = parallel.put_batch(batch.astype(np.float32))  # split over the mesh's data axis
-            out.append(np.asarray(parallel.to_host(fn(self.params, batch)), np.float64)[:n])
+        for start in tqdm(range(0, n, bs), desc=desc, disable=not progress, leave=False):
+            m = min(bs, n - start)  # the last batch is padded: one compiled shape for the whole pass
+            batch, _ = parallel.put_rows(lambda a, b: np.asarray(read(start + a, start + b), np.float32), m, size=bs)
+            out.append(np.asarray(parallel.to_host(fn(self.params, batch)), np.float64)[:m])
         return np.concatenate(out)
+
+    def features_of_rows(self, read, n: int, *, batch_size: int | None = None, check_range: bool = True,
+                         progress: bool = False) -> np.ndarray:
+        """`features` of n images that each process reads itself: `read(a, b)` returns images [a, b)
+        (float [-1, 1], checked as `features` checks them); a process calls it only for the rows its
+        devices take (`ddss.parallel.put_rows`), so on several hosts each loads its own share. Every
+        process gets all n rows of features (float64)."""
+        _positive_batch_size(batch_size)
+        if n < 1:
+            raise ValueError(f"The {self.name} feature extractor got an empty batch (0 images); pass at least one.")
+
+        def checked(a, b):
+            images = np.asarray(read(a, b))
+            self.check(images, check_range=check_range)
+            return images
+
+        return self._rows(self._jitted[0], checked, n, batch_size, progress, f"{self.name} features")
 
     def features(self, images, *, batch_size: int | None = None, progress: bool = False,
                  check_range: bool = True) -> np.ndarray:

@@ -22,6 +22,8 @@ import os
 
 import numpy as np
 
+from ddss import parallel
+
 
 class StatsFileError(FileNotFoundError):
     """A reference-statistics file is missing, unreadable, or not what the experiment expects."""
@@ -169,6 +171,8 @@ def save(path: str, mu, sigma, *, num_samples: int, info: dict | None = None) ->
     mu, sigma = check_covariance(mu, sigma, f"stats.save({path!r})")
     if isinstance(num_samples, bool) or int(num_samples) != num_samples or num_samples < 0:
         raise ValueError(f"stats.save: num_samples must be a non-negative integer, got {num_samples!r}.")
+    if not parallel.is_main_process():  # a multi-host run writes once
+        return
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     np.savez(path, mu=np.asarray(mu, np.float64), sigma=np.asarray(sigma, np.float64),
              num_samples=np.int64(num_samples), info=np.array(json.dumps(info or {})))

@@ -15,6 +15,8 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file
 
+from ddss import parallel
+
 
 class WeightFileError(ValueError):
     """A parameter file is missing, unreadable, or does not fit the model it is loaded into."""
@@ -58,9 +60,11 @@ def canonical_bytes(tensors: dict[str, np.ndarray], metadata: dict[str, str]) ->
     return data[:8] + text + b" " * (n - len(text)) + data[8 + n :]
 
 
+@parallel.main_only
 def save(path: str, params, metadata: dict[str, Any]) -> None:
     """Writes params (a nested dict of arrays) and JSON-encoded metadata values to `path`: whole or not
-    at all (a temporary file renamed into place), the same content always as the same bytes."""
+    at all (a temporary file renamed into place), the same content always as the same bytes. In a
+    multi-host run only process 0 writes."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     data = canonical_bytes(flatten(params), {k: json.dumps(v) for k, v in metadata.items()})
     tmp = f"{path}.tmp{os.getpid()}"
