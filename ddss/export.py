@@ -87,8 +87,9 @@ def save_sampler(path: str, params: ggdm.GGDMParams, *, clip_denoised: bool, inf
 
 @dataclasses.dataclass(frozen=True)
 class EvolvedSampler:
-    """A searched sampler: `kind` (ddim | dpm_solver++ | ggdm) at integer `timesteps` (τ_K > ... > τ_1),
-    skipping the blocks `skip[k]` at step k, for a network with `num_blocks` skippable blocks."""
+    """A searched sampler: `kind` (ddim | dpm_solver++ | unipc | unipc3 | ggdm; `skipping.SAMPLERS`) at
+    integer `timesteps` (τ_K > ... > τ_1), skipping the blocks `skip[k]` at step k, for a network with
+    `num_blocks` skippable blocks."""
 
     kind: str
     timesteps: np.ndarray

@@ -123,30 +123,10 @@ def test_one_population_evaluation_splits_candidates():
     np.testing.assert_allclose(out["split"], out["one"], rtol=1e-4)
 
 
-def test_one_unet_training_step_is_data_parallel():
-    from ddss.configs import digits_train
-
-    config = digits_train.get_config()
-    config.batch_size = 16
-    cfg = train.TrainConfig.from_config(config)
-    schedule = schedules.linear_beta(1000)
-    optimizer = train.make_optimizer(cfg)
-    batch = digits_data.load("all")[0][:16]
-    results = {}
-    for name, mesh in (("one", ONE), ("eight", EIGHT)):
-        with jax.set_mesh(mesh):
-            state = train.init_state(cfg, optimizer, jax.random.key(0))
-            step = train.make_train_step(cfg, schedule, optimizer, jax.random.key(1))
-            new, metrics = step(state, batch)
-            results[name] = (jax.device_get(new.params), float(metrics["loss"]))
-    assert results["eight"][1] == pytest.approx(results["one"][1], rel=1e-5)
-    flat = lambda p: np.concatenate([np.ravel(x) for x in jax.tree.leaves(p)])
-    np.testing.assert_allclose(flat(results["eight"][0]), flat(results["one"][0]), rtol=1e-4, atol=1e-6)
-
-
-def test_training_resumes_from_a_checkpoint_restored_into_the_mesh(tmp_path):
-    """Each step's batch arrives split over the data axis; a checkpoint restores straight into the mesh
-    (replicated over all 8 devices, not onto one) and the next step is the one the run would have taken."""
+def test_unet_training_is_data_parallel_and_resumes_into_the_mesh(tmp_path):
+    """One UNet training step on 8 devices equals it on 1. Each step's batch arrives split over the data
+    axis; a checkpoint restores straight into the mesh (replicated over all 8 devices, not onto one)
+    and the next step is the one the uninterrupted run takes."""
     import orbax.checkpoint as ocp
 
     from ddss.configs import digits_train
@@ -157,12 +137,19 @@ def test_training_resumes_from_a_checkpoint_restored_into_the_mesh(tmp_path):
     cfg = train.TrainConfig.from_config(config)
     optimizer, data = train.make_optimizer(cfg), train.DigitsData("all", 16, seed=0)
     step = train.make_train_step(cfg, schedules.linear_beta(1000), optimizer, jax.random.key(1))
+    flat = lambda p: np.concatenate([np.ravel(x) for x in jax.tree.leaves(p)])
+    start = jax.device_get(train.init_state(cfg, optimizer, jax.random.key(0)))
+    with jax.set_mesh(ONE):
+        one, one_metrics = step(start, data.batch(0))
+        one = flat(jax.device_get(one.params))
     with jax.set_mesh(EIGHT):
         batch = data.global_batch(1)
         assert batch.sharding.spec == PartitionSpec("data") and _devices(batch) == 8
         np.testing.assert_array_equal(parallel.to_host(batch), data.batch(1))
+        state, metrics = step(jax.device_put(start, parallel.replicated()), data.global_batch(0))
+        assert float(metrics["loss"]) == pytest.approx(float(one_metrics["loss"]), rel=1e-5)
+        np.testing.assert_allclose(flat(parallel.to_host(state.params)), one, rtol=1e-4, atol=1e-6)
         mngr = train.checkpoint_manager(str(tmp_path), cfg)
-        state, _ = step(train.restore_or_init(mngr, cfg, optimizer, jax.random.key(0)), data.global_batch(0))
         mngr.save(1, args=ocp.args.StandardSave(state), force=True)
         mngr.wait_until_finished()
         expected = parallel.to_host(step(state, batch)[0].params)

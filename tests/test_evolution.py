@@ -248,7 +248,7 @@ def tiny():
     return params, apply_skip, unet.num_blocks(TINY)
 
 
-@pytest.mark.parametrize("kind", ["ddim", "dpm_solver++", "ggdm"])
+@pytest.mark.parametrize("kind", ["ddim", "dpm_solver++", "unipc", "unipc3", "ggdm"])
 def test_vmapped_fitness_equals_a_loop_of_statically_pruned_samplers(tiny, kind):
     params, apply_skip, L = tiny
     schedule = schedules.linear_beta(1000)

@@ -29,7 +29,7 @@ def get_config():
     # DDIM-uniform (the search's seed) and the best training-free rows at K = 3, 4 of ddss/configs/digits_baselines.py.
     config.methods = ("ddim-linear", "ddim-quadratic", "dpm-solver++(2m)-quadratic", "unipc(bh2,2)-quadratic",
                       "unipc(bh2,3)-quadratic")
-    config.sampler = "ddim"  # ddim | dpm_solver++ | ggdm
+    config.sampler = "ddim"  # ddim | dpm_solver++ | unipc | unipc3 | ggdm
     config.ggdm_sampler = config_dict.placeholder(str)  # sampler="ggdm": a DDSS export without +time (None: DPM-Solver++)
     config.fitness_samples = 256
     config.chunk_size = config_dict.placeholder(int)  # None: chunk_images // fitness_samples candidates per call

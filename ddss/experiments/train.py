@@ -164,7 +164,8 @@ def restore_or_init(mngr: ocp.CheckpointManager, cfg: TrainConfig, optimizer, ke
     optimizer state it would throw away (about 4× the parameters' memory)."""
     init = lambda: init_state(cfg, optimizer, key)
     step, restored = checkpoints.restore_latest(mngr, checkpoints.abstract(jax.eval_shape(init)))
-    return init() if step is None else restored
+    # A fresh state is placed as a restored one is, so both compile the same training step.
+    return jax.device_put(init(), parallel.replicated()) if step is None else restored
 
 
 def train(cfg: TrainConfig, workdir: str) -> tuple[TrainState, dict]:

@@ -1,7 +1,7 @@
 """Sampling at integer timesteps with per-step skipped blocks: the searched samplers' runtime.
 
-A searched sampler is a solver (`SAMPLERS`: DDIM, DPM-Solver++(2M), or a GGDM whose learned
-coefficients move with its times) run at K integer timesteps τ_K > ... > τ_1, where step k skips a
+A searched sampler is a solver (`SAMPLERS`: DDIM, DPM-Solver++(2M), UniPC-bh2 of order 2 or 3, or a
+GGDM whose learned coefficients move with its times) run at K integer timesteps τ_K > ... > τ_1, where step k skips a
 set of the network's blocks. Two ways to honour the skip sets:
 
 - `masked_eps`: a traced boolean mask [K, L]; every block runs and the skipped outputs are discarded,
@@ -20,10 +20,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ddss.samplers import ddim, dpm_solver, ggdm, loop
+from ddss.samplers import ddim, dpm_solver, ggdm, loop, unipc
 
 
-SAMPLERS = ("ddim", "dpm_solver++", "ggdm")
+SAMPLERS = ("ddim", "dpm_solver++", "unipc", "unipc3", "ggdm")  # unipc: UniPC-bh2 of order 2; unipc3: order 3
 
 
 def check_sampler(kind: str, template: ggdm.GGDMParams | None = None) -> None:
@@ -47,6 +47,8 @@ def sample_at(kind: str, schedule, timesteps, eps_fn, x_K, key, *, clip_denoised
         return ddim.sample(ddim.init(schedule, t, eta=0.0), eps_fn, x_K, key, **kwargs)
     if kind == "dpm_solver++":
         return dpm_solver.sample(dpm_solver.init(schedule, t, order=2), eps_fn, x_K, key, **kwargs)
+    if kind in ("unipc", "unipc3"):
+        return unipc.sample(unipc.init(schedule, t, order=3 if kind == "unipc3" else 2), eps_fn, x_K, key, **kwargs)
     if template is None:
         raise ValueError("sampler='ggdm' needs its GGDM parameters (a template with the searched K).")
     if template.num_steps != np.shape(t)[0]:
