@@ -27,7 +27,7 @@ command line on every host:
     restored straight into its placement on the mesh);
   * `compilation_cache(dir)` (`--compilation_cache=DIR`) lets every host, and every rerun, reuse
     the compiled programs.
-The work directory must be one directory every host sees (NFS, Filestore, a gcsfuse mount).
+The work directory must be one directory every host sees (a shared file system: NFS, Filestore).
 
 TPU numerics: TPUs run float32 matmuls and convolutions as bf16 passes by default. The metrics'
 matmuls need float32, so they are traced under `precise()` (`jax.default_matmul_precision("float32")`):
@@ -171,6 +171,8 @@ def put_rows(read, n: int, mesh: Mesh | None = None, axis=DATA, *, size: int | N
     refuses an `n` that does not split instead, naming it as `what`. One process reads every row."""
     mesh = mesh or current()
     devices = axis_size(mesh, axis)
+    if n < 1:
+        raise ValueError(f"The {what} is empty (0 rows); pass at least one.")
     if not pad and n % devices:
         raise ValueError(f"The {what} of {n} does not split over the {devices} devices of the mesh's {axis} axis: "
                          f"make it a multiple of {devices} (or choose another layout with config.mesh).")
@@ -270,8 +272,7 @@ def initialize(distributed: bool | None = None) -> bool:
 def compilation_cache(directory: str, *, min_compile_time_s: float = 1.0) -> None:
     """Keeps XLA's compiled programs in `directory` (JAX's persistent compilation cache), so a rerun, a
     resumed run or every host of a pod reuses them instead of compiling again; programs that compiled in
-    under `min_compile_time_s` are not kept. A shared directory (NFS, a GCS bucket path) serves every
-    host. Call it before the first compilation (`ddss --compilation_cache=DIR` does)."""
+    under `min_compile_time_s` are not kept. A directory on a shared file system serves every host. Call it before the first compilation (`ddss --compilation_cache=DIR` does)."""
     jax.config.update("jax_compilation_cache_dir", os.path.expanduser(directory))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_time_s))
 

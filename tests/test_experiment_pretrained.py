@@ -140,6 +140,7 @@ def _cifar10_ddss_config(cifar_assets, **overrides):
     return config
 
 
+@pytest.mark.slow  # 85 s each; tests/test_imagenet64.py runs both experiments end to end on real layouts in CI
 def test_cifar10_ddss_config_runs_end_to_end_on_a_diffusers_checkpoint(cifar_assets, tmp_path):
     """ddss/configs/cifar10_ddss.py: mock TFDS cifar10 → reference statistics and features (ref_stats) →
     DDSS with KID through the (random-weight) FID Inception at 299×299 → learned and ceiling rows."""
@@ -164,6 +165,7 @@ def test_cifar10_ddss_needs_reference_features_for_kid(cifar_assets, tmp_path):
         experiments.run(_cifar10_ddss_config(cifar_assets), str(tmp_path / "work"))
 
 
+@pytest.mark.slow  # 85 s each; tests/test_imagenet64.py runs both experiments end to end on real layouts in CI
 def test_cifar10_evolution_config_runs_end_to_end_on_a_diffusers_checkpoint(cifar_assets, tmp_path):
     """ddss/configs/cifar10_evolution.py: the joint search (timesteps + skipped blocks) on a tiny random-weight
     UNet2DModel, FID fitness through the (random-weight) FID Inception against mock-cifar10 statistics,
