@@ -41,10 +41,15 @@ LOSSES = {
     "teacher-pixels,steps=50": ("teacher", {"teacher_space": "pixels"}, {"steps": 50}),
     "teacher-pixels,steps=200": ("teacher", {"teacher_space": "pixels"}, {"steps": 200}),
     "teacher-pixels,lr=3e-2,steps=200": ("teacher", {"teacher_space": "pixels"}, {"learning_rate": 3e-2, "steps": 200}),
+    "teacher-pixels,lr=3e-2,steps=400": ("teacher", {"teacher_space": "pixels"}, {"learning_rate": 3e-2, "steps": 400}),
     # The teacher on the time-quadratic grid: 2.4x closer to the converged ODE than λ-uniform at 20 steps
     # here (mean squared pixel distance to a 200-step solution), yet a worse teacher out of space.
     "teacher-pixels-quadratic,lr=3e-2,steps=200": ("teacher", {"teacher_space": "pixels", "teacher_stride": "quadratic"},
                                                    {"learning_rate": 3e-2, "steps": 200}),
+    # K = 10's start is already as good as the 20-step λ-uniform teacher; a 50-step quadratic-grid teacher is closer to
+    # the converged ODE.
+    "teacher-pixels-quadratic50": ("teacher", {"teacher_space": "pixels", "teacher_stride": "quadratic",
+                                               "teacher_steps": 50}, {}),
 }
 DEFAULT_RUNGS = ("kid@ddim-quadratic", "teacher-pixels@ddim-quadratic", "teacher-features@ddim-quadratic",
                  "kid+teacher-pixels@ddim-quadratic", "teacher-pixels,lr=3e-2@ddim-quadratic",

@@ -2,7 +2,8 @@
 
   python benchmarks/evolution_fitness.py --workdir=DIR [--top 5] [--samples 2048]
 
-DIR is a finished `ddss/configs/digits_evolution.py` run. For every search under DIR/runs/, the `--top`
+DIR is a finished `ddss/configs/digits_evolution.py` run (or `digits_evolution_ddim`: the searched
+solver and seed grid are read from DIR/config.json). For every search under DIR/runs/, the `--top`
 genomes by search fitness (256 fixed-noise samples in the digits classifier's space) are re-scored:
   * with `--samples` fresh fitness samples (another noise bank, same space): a bigger fitness budget;
   * on the run's 2000 held-out samples in the evaluation network's space (FID, precision, recall),
@@ -39,7 +40,13 @@ def main():
     parser.add_argument("--samples", type=int, default=2048)
     args = parser.parse_args()
     workdir = os.path.expanduser(args.workdir)
-    cfg = evo_exp.EvolutionConfig.from_config(digits_evolution.get_config())
+    config = digits_evolution.get_config()
+    with open(os.path.join(workdir, "config.json")) as f:
+        run = json.load(f)
+    if run.get("experiment") != "evolution":
+        raise SystemExit(f"{workdir} holds a {run.get('experiment')!r} run, not an evolution run.")
+    config.sampler, config.seed_stride = run["config"]["sampler"], run["config"]["seed_stride"]
+    cfg = evo_exp.EvolutionConfig.from_config(config)
     target, noise_bank, key_sampler = evaluation.setup(cfg.base, os.path.join(workdir, "fitness_check"))
     # Another fitness bank, disjoint from the search's (fold 99 of the training root, not the search's fold 11).
     big = dataclasses.replace(cfg, fitness_samples=args.samples)

@@ -4,14 +4,14 @@ sampler itself, and the same DDSS run started from its usual solver) and the bas
 
   ddss --config=digits_search_then_learn --workdir=/tmp/digits_search_then_learn
 
-The search is ddss/configs/digits_evolution.py's timestep search; DDSS is ddss/configs/digits_ddss.py's
-learning. See ddss/experiments/search_then_learn.py.
+The search is ddss/configs/digits_evolution_ddim.py's timestep search (DDIM, the paper's); DDSS is
+ddss/configs/digits_ddss.py's learning. See ddss/experiments/search_then_learn.py.
 """
-from ddss.configs import digits_ddss, digits_evolution
+from ddss.configs import digits_ddss, digits_evolution_ddim
 from ddss.experiments import search_then_learn
 
 
 def get_config():
-    config = search_then_learn.compose(digits_ddss.get_config(), digits_evolution.get_config())
+    config = search_then_learn.compose(digits_ddss.get_config(), digits_evolution_ddim.get_config())
     config.num_steps = (4,)
     return config
