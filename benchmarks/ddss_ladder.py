@@ -5,7 +5,8 @@ budget gives a learned sampler that wins *outside* the space it trained in.
   python benchmarks/ddss_ladder.py --workdir=DIR --k 4 --rungs teacher-pixels@ddim-quadratic kid@dpm-solver++
 
 Each rung trains one GGDM+PRED+TIME sampler with ddss/configs/digits_ddss.py's settings and the rung's
-overrides (DIR/K<K>/<rung>/, resumable: rerunning skips finished rungs), then every export is scored
+overrides, exporting the parameters with the best train-space FID on the validation bank unless the rung
+says `val=teacher` (DIR/K<K>/<rung>/, resumable: rerunning skips finished rungs), then every export is scored
 by the `evaluate` experiment beside the training-free baselines on the same 2000 held-out samples
 (DIR/K<K>/evaluate/results.json). The printed table has both spaces: the evaluation network's FID,
 precision and recall (which no loss or validation sees) and the digits classifier's FID (the space
@@ -41,7 +42,15 @@ LOSSES = {
     "teacher-pixels,steps=50": ("teacher", {"teacher_space": "pixels"}, {"steps": 50}),
     "teacher-pixels,steps=200": ("teacher", {"teacher_space": "pixels"}, {"steps": 200}),
     "teacher-pixels,lr=3e-2,steps=200": ("teacher", {"teacher_space": "pixels"}, {"learning_rate": 3e-2, "steps": 200}),
+    # The main job's settings: validation by the distance to the teacher, not by the train-space FID.
+    "teacher-pixels,lr=3e-2,steps=200,val=teacher": ("teacher", {"teacher_space": "pixels"},
+                                                     {"learning_rate": 3e-2, "steps": 200, "validation": "teacher"}),
     "teacher-pixels,lr=3e-2,steps=400": ("teacher", {"teacher_space": "pixels"}, {"learning_rate": 3e-2, "steps": 400}),
+    # The default's teacher with a little KID (10x the teacher weight above): can the data term sharpen what the
+    # teacher's mean squared error blurs?
+    "kid+teacher-pixels,w=3000,lr=3e-2,steps=200": ("kid+teacher",
+                                                    {"teacher_space": "pixels", "teacher_weight": 3000.0},
+                                                    {"learning_rate": 3e-2, "steps": 200}),
     # The teacher on the time-quadratic grid: 2.4x closer to the converged ODE than λ-uniform at 20 steps
     # here (mean squared pixel distance to a 200-step solution), yet a worse teacher out of space.
     "teacher-pixels-quadratic,lr=3e-2,steps=200": ("teacher", {"teacher_space": "pixels", "teacher_stride": "quadratic"},
@@ -71,7 +80,7 @@ def rung_config(k: int, loss: str, start: str):
                        teacher_stride="logsnr", teacher_pairs=2048)
     config.loss.update(**loss_overrides)
     config.train.update(steps=100, steps_by_k=(), learning_rate=1e-2, learning_rate_by_k=(), eval_every=25,
-                        checkpoint_every=25)
+                        checkpoint_every=25, validation="fid")
     config.train.update(**train_overrides)
     return config
 

@@ -187,6 +187,69 @@ def test_teacher_loss_runs_and_is_reported(tmp_path):
     assert metrics["loss"] == pytest.approx(metrics["kid"] + metrics["teacher"], rel=1e-5)
 
 
+def test_teacher_validation_is_the_distance_to_the_teacher_on_held_out_noise(tmp_path):
+    """validation = "teacher" scores a sampler by its mean squared distance to the teacher's solutions of
+    the validation bank: checked against DPM-Solver++ run directly (the GGDM start is DPM-Solver++(2M) on
+    the λ-uniform grid, the teacher the same solver at 8 steps), then through a whole run."""
+    from ddss.experiments import evaluation
+    from ddss.samplers import dpm_solver
+
+    config = _config(False, steps=4, eval_every=2, checkpoint_every=2, validation="teacher")
+    config.learn = (("ggdm+pred+time", "teacher"),)
+    config.loss.update(kind="teacher", teacher_space="pixels", teacher_steps=8)
+    cfg = learn_exp.DDSSConfig.from_config(config)
+    target, _, _ = evaluation.setup(cfg.base, str(tmp_path / "setup"))
+    trainer = learn_exp.Trainer(cfg, target, learn_exp._extractor(cfg), None, "ggdm+pred+time", "teacher", 3,
+                                jax.random.key(0))
+    schedule, bank = target.schedule, trainer.val_bank
+    eps = lambda x, t: target.apply(target.params, x, t, None)
+    solve = lambda times: np.clip(np.asarray(dpm_solver.sample(dpm_solver.init(schedule, times, order=2), eps, bank,
+                                                               jax.random.key(1))), -1.0, 1.0)
+    start = trainer.generate(trainer.init_params.learned, bank, trainer.k_val_sampler, 64)
+    # The start is DPM-Solver++(2M) at the GGDM's own times (the λ-uniform grid, through +TIME's parametrisation).
+    np.testing.assert_allclose(start, solve(np.asarray(trainer.init_params.timesteps)), rtol=1e-4, atol=1e-4)
+    expected = np.mean((np.clip(start, -1.0, 1.0) - solve(schedules.timesteps(schedule, "logsnr", 8))
+                        ).astype(np.float64) ** 2)
+    assert trainer.validate(trainer.init_params.learned) == pytest.approx(expected, rel=1e-5)
+    assert expected > 0
+
+    row = experiments.run(config, str(tmp_path / "run"))["rows"][0]
+    rundir = tmp_path / "run" / "runs" / "ggdm+pred+time-teacher_K3"
+    metrics = [json.loads(line) for line in (rundir / "metrics.jsonl").open()]
+    val = {m["step"]: m["val_teacher"] for m in metrics if "val_teacher" in m}
+    assert sorted(val) == [0, 2, 4] and not any("val_fid" in m for m in metrics)
+    record = json.loads((rundir / "training.json").read_text())
+    assert record["validation"] == "teacher" and record["best_val_teacher"] == pytest.approx(min(val.values()))
+    assert row["training"]["best_val_teacher"] == record["best_val_teacher"]
+    # The teacher solves the training pairs' bank once and the validation bank once.
+    assert record["network_evaluations"]["teacher_forward"] == 8 * 32 * 4 + 8 * 64
+    assert "validation_note" not in record
+
+
+def test_teacher_validation_falls_back_to_fid_when_the_teacher_is_no_better_than_the_start(tmp_path):
+    """A 2-step teacher for a 3-step start: closeness to it is no measure of quality, so the run
+    validates by the train-space FID and says so."""
+    config = _config(False, steps=2, eval_every=2, checkpoint_every=2, validation="teacher")
+    config.learn = (("ggdm+pred+time", "teacher"),)
+    config.loss.update(kind="teacher", teacher_space="pixels", teacher_steps=2)
+    row = experiments.run(config, str(tmp_path))["rows"][0]
+    rundir = tmp_path / "runs" / "ggdm+pred+time-teacher_K3"
+    record = json.loads((rundir / "training.json").read_text())
+    assert record["validation"] == "fid" and "best_val_fid" in record and "best_val_teacher" not in record
+    assert "at or below the teacher's" in record["validation_note"]
+    assert row["training"]["validation_note"] == record["validation_note"]
+    metrics = [json.loads(line) for line in (rundir / "metrics.jsonl").open()]
+    assert [m["step"] for m in metrics if "val_fid" in m] == [0, 2]
+
+
+def test_teacher_validation_needs_a_teacher_loss(tmp_path):
+    config = _config(validation="teacher")  # the tiny config's loss is KID
+    with pytest.raises(ValueError, match="ggdm\\+pred\\+time/kid has no teacher loss: use validation = 'fid'"):
+        experiments.run(config, str(tmp_path))
+    with pytest.raises(ValueError, match="config.train.validation must be one of"):
+        experiments.run(_config(validation="kid"), str(tmp_path))
+
+
 @pytest.mark.parametrize("field,value,error,match", [
     ("num_steps", (2000,), ValueError, "K = 2000 exceeds the mixture's T = 1000"),
     ("learn", (("ggdm+fast", "kid"),), ValueError, "Unknown sampler family 'ggdm\\+fast'"),

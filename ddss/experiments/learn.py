@@ -75,6 +75,9 @@ def initial_timesteps(init: InitConfig, schedule, k: int) -> np.ndarray:
     return times
 
 
+VALIDATIONS = ("fid", "teacher")
+
+
 @dataclasses.dataclass(frozen=True)
 class SamplerTrainingConfig:
     """How DDSS optimises a sampler (`config.train`): steps, batch, learning rate, validation, checkpoints."""
@@ -91,8 +94,14 @@ class SamplerTrainingConfig:
     val_samples: int = 500
     checkpoint_every: int = 25
     remat: bool = True
+    # What picks the exported parameters: "fid" (the FID of a validation bank in the train space, the
+    # paper's) or "teacher" (the mean squared distance to the teacher's solutions of that bank, in the
+    # loss's teacher space: a teacher loss's own objective on held-out noise, far less noisy).
+    validation: str = "fid"
 
     def __post_init__(self):
+        if self.validation not in VALIDATIONS:
+            raise ValueError(f"config.train.validation must be one of {VALIDATIONS}, got {self.validation!r}.")
         fields.check("train", self, steps=fields.INT_POS, batch_size=fields.Rule(int, 2),
                      learning_rate=fields.POSITIVE, warmup_steps=fields.INT_NONNEG, grad_clip=fields.POSITIVE,
                      log_every=fields.INT_POS, eval_every=fields.INT_POS, val_samples=fields.Rule(int, 2),
@@ -140,6 +149,12 @@ class DDSSConfig:
         loss = fields.construct(differentiable.LossConfig, "loss", dict(c.get("loss", {})))
         for _, kind in learn:
             dataclasses.replace(loss, kind=kind)  # an unknown loss fails here
+        if c.get("train", {}).get("validation") == "teacher":
+            no_teacher = [f"{family}/{kind}" for family, kind in learn if "teacher" not in kind]
+            if no_teacher:
+                raise ValueError(f"config.train.validation = 'teacher' measures the distance to the teacher, but "
+                                 f"{', '.join(no_teacher)} has no teacher loss: use validation = 'fid' for it "
+                                 "(or a 'teacher' / 'kid+teacher' loss).")
         if init.base not in ggdm.BASES:
             raise ValueError(f"Unknown init.base {init.base!r}; choose one of {ggdm.BASES}.")
         if init.stride not in schedules.STRIDES:
@@ -219,6 +234,40 @@ class Trainer:
         self.run_key = k_run
         self.val_bank = evaluation.labelled(target, np.asarray(jax.random.normal(k_val, (t.val_samples,) +
                                                                        tuple(target.image_shape))), k_val)
+        self.extractor, self.teacher = extractor, teacher
+        # The measure validation uses, settled by choose_validation() before the first validation.
+        self.validation, self.validation_note, self.val_targets, self._chosen = t.validation, None, None, False
+
+    @property
+    def val_name(self) -> str:
+        """The validation value's name in metrics.jsonl, training.json and the progress bar."""
+        return f"val_{self.validation}"
+
+    def choose_validation(self) -> str:
+        """Settles the validation measure (deterministically, so a resumed run settles the same way).
+
+        "teacher" measures quality only where the teacher is better than the start. When the start's
+        train-space FID on the validation bank is at or below that of the teacher's own solutions (a
+        many-step start, as at K = 10 on the digits), moving towards the teacher would make the sampler
+        worse, so the run validates by the train-space FID instead and says why (`validation_note`)."""
+        if self._chosen:
+            return self.validation
+        self._chosen = True
+        if self.validation != "teacher":
+            return self.validation
+        solutions = np.asarray(differentiable.teacher_bank(self.teacher, self.target.params, self.val_bank,
+                                                           self.cfg.base.batch_size))
+        teacher_fid = self._train_space_fid(solutions)
+        start_fid = self._train_space_fid(self.generate(self.init_params.learned, self.val_bank, self.k_val_sampler,
+                                                        self.cfg.base.batch_size))
+        if start_fid <= teacher_fid:
+            self.validation = "fid"
+            self.validation_note = (f"the start's train-space FID on the validation bank ({start_fid:.4g}) is at or "
+                                    f"below the teacher's ({teacher_fid:.4g}): validated by that FID instead of the "
+                                    "distance to the teacher")
+        else:
+            self.val_targets = solutions
+        return self.validation
 
     def initial_state(self):
         state = differentiable.init_state(self.init_params.learned, self.optimizer, self.run_key)
@@ -230,10 +279,25 @@ class Trainer:
         return evaluation.sample_in_batches(self.sample, (learned, self.target.params), noise, key, batch_size)
 
     def validate(self, learned) -> float:
-        """FID of the validation bank in the *train* space (never the evaluation space), on samples
-        quantised as the final scores are. Rounded to float32, as checkpoints store it, so a run resumed
-        from a checkpoint records the same best value as one that never stopped."""
-        samples = self.generate(learned, self.val_bank, self.k_val_sampler, self.cfg.base.batch_size)
+        """The validation value of `learned` (lower is better), never in the evaluation space.
+
+        "fid": the FID of the validation bank in the *train* space, on samples quantised as the final
+        scores are. "teacher": the mean squared distance between the samples of the validation bank
+        and the teacher's solutions of it (clipped to [-1, 1], as the loss compares them), per pixel
+        or per feature of the loss's `teacher_space`. Rounded to float32, as checkpoints store it, so
+        a run resumed from a checkpoint records the same best value as one that never stopped."""
+        b = self.cfg.base.batch_size
+        samples = self.generate(learned, self.val_bank, self.k_val_sampler, b)
+        if self.choose_validation() == "teacher":
+            images, targets_ = np.clip(samples, -1.0, 1.0), self.val_targets
+            if self.loss_cfg.teacher_space == "features":
+                feats = lambda x: np.concatenate([np.asarray(self.extractor(x[i:i + b])) for i in range(0, len(x), b)])
+                images, targets_ = feats(images), feats(targets_)
+            diff = (images - targets_).reshape(len(images), -1).astype(np.float64)
+            return float(np.float32(np.mean(diff**2)))
+        return self._train_space_fid(samples)
+
+    def _train_space_fid(self, samples) -> float:
         if self.target.quantize:
             samples = targets.quantize_uint8(samples)
         value = fid.frechet_distance_of(self.target.train.features(samples), *self.target.train.reference_stats)
@@ -283,9 +347,11 @@ def train_one(trainer: Trainer, rundir: str) -> dict:
     running, last_log = None, start
     desc = f"{method_name(trainer.family, trainer.loss_cfg.kind)} K={trainer.k}"
     try:
+        trainer.choose_validation()
+        val = trainer.val_name
         if start == 0:  # the initial sampler competes for "best" too: training must beat it on validation
             best_fid = trainer.validate(best_learned)
-            writer.write_scalars(0, {"val_fid": best_fid})
+            writer.write_scalars(0, {val: best_fid})
         with tqdm(total=steps, initial=start, desc=desc, unit="step") as bar:
             for step in range(start, steps):
                 state, metrics = trainer.step(state, trainer.target.params, trainer.reals, trainer.pairs)
@@ -308,11 +374,11 @@ def train_one(trainer: Trainer, rundir: str) -> dict:
                     means = {k: v / n for k, v in sums.items() if k != "nonfinite"}
                     if evaluating:
                         learned = parallel.to_host(state.learned)
-                        means["val_fid"] = trainer.validate(learned)
-                        if means["val_fid"] < best_fid:
-                            best_fid, best_learned = means["val_fid"], learned
+                        means[val] = trainer.validate(learned)
+                        if means[val] < best_fid:
+                            best_fid, best_learned = means[val], learned
                     writer.write_scalars(done, means)
-                    bar.set_postfix({k: f"{v:.4g}" for k, v in means.items() if k in ("loss", "val_fid")})
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in means.items() if k in ("loss", val)})
                     running, last_log = None, done
                 if saving:
                     mngr.save(done, args=ocp.args.StandardSave(
@@ -334,10 +400,14 @@ def train_one(trainer: Trainer, rundir: str) -> dict:
         "wall_time_s": previous["wall_time_s"] + time.time() - started,
         # Each step runs the chain forward, recomputes every network call in the backward pass and
         # back-propagates through it; the teacher adds its own forward passes.
-        "network_evaluations": {"forward": 2 * k * b * steps + val_evals, "backward": k * b * steps,
-                                "teacher_forward": teacher_evaluations(trainer.loss_cfg, b * steps)},
+        # (teacher validation first samples the start once more, to compare it with the teacher)
+        "network_evaluations": {"forward": 2 * k * b * steps + val_evals
+                                + (k * t.val_samples if t.validation == "teacher" else 0), "backward": k * b * steps,
+                                "teacher_forward": teacher_evaluations(trainer.loss_cfg, b * steps)
+                                + (trainer.loss_cfg.teacher_steps * t.val_samples if t.validation == "teacher" else 0)},
         "device": jax.devices()[0].device_kind,
-        "best_val_fid": best_fid, "val_samples": t.val_samples,
+        f"best_{trainer.val_name}": best_fid, "validation": trainer.validation, "val_samples": t.val_samples,
+        **({"validation_note": trainer.validation_note} if trainer.validation_note else {}),
     }
     final = trainer.init_params.replace(learned=jax.tree.map(np.asarray, best_learned))
     # Wall times stay in training.json: two runs of one configuration write byte-identical exports.
@@ -409,7 +479,8 @@ def learned_rows(cfg: DDSSConfig, target: targets.Target, noise_bank, key_sample
                 init={**dataclasses.asdict(cfg.init), "base": sampler.params.base},
                 timesteps=np.asarray(sampler.params.timesteps).tolist(),
                 training={k_: record[k_] for k_ in ("wall_time_s", "network_evaluations", "device", "steps",
-                                                    "batch_size", "learning_rate", "best_val_fid")
+                                                    "batch_size", "learning_rate", "validation", "validation_note",
+                                                    "best_val_fid", "best_val_teacher")
                           if k_ in record},  # (a record written before learning_rate was kept lacks it),
                 export=os.path.relpath(os.path.join(rundir, "sampler.safetensors"), workdir)))
     return rows
