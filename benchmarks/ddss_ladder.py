@@ -46,11 +46,6 @@ LOSSES = {
     "teacher-pixels,lr=3e-2,steps=200,val=teacher": ("teacher", {"teacher_space": "pixels"},
                                                      {"learning_rate": 3e-2, "steps": 200, "validation": "teacher"}),
     "teacher-pixels,lr=3e-2,steps=400": ("teacher", {"teacher_space": "pixels"}, {"learning_rate": 3e-2, "steps": 400}),
-    # The default's teacher with a little KID (10x the teacher weight above): can the data term sharpen what the
-    # teacher's mean squared error blurs?
-    "kid+teacher-pixels,w=3000,lr=3e-2,steps=200": ("kid+teacher",
-                                                    {"teacher_space": "pixels", "teacher_weight": 3000.0},
-                                                    {"learning_rate": 3e-2, "steps": 200}),
     # The teacher on the time-quadratic grid: 2.4x closer to the converged ODE than λ-uniform at 20 steps
     # here (mean squared pixel distance to a 200-step solution), yet a worse teacher out of space.
     "teacher-pixels-quadratic,lr=3e-2,steps=200": ("teacher", {"teacher_space": "pixels", "teacher_stride": "quadratic"},
