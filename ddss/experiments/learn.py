@@ -150,7 +150,8 @@ class DDSSConfig:
         for _, kind in learn:
             dataclasses.replace(loss, kind=kind)  # an unknown loss fails here
         if c.get("train", {}).get("validation") == "teacher":
-            no_teacher = [f"{family}/{kind}" for family, kind in learn if "teacher" not in kind]
+            no_teacher = [f"{family}/{kind}" for family, kind in learn
+                          if not dataclasses.replace(loss, kind=kind).uses_teacher]
             if no_teacher:
                 raise ValueError(f"config.train.validation = 'teacher' measures the distance to the teacher, but "
                                  f"{', '.join(no_teacher)} has no teacher loss: use validation = 'fid' for it "
@@ -265,9 +266,17 @@ class Trainer:
             self.validation_note = (f"the start's train-space FID on the validation bank ({start_fid:.4g}) is at or "
                                     f"below the teacher's ({teacher_fid:.4g}): validated by that FID instead of the "
                                     "distance to the teacher")
-        else:
-            self.val_targets = solutions
+        else:  # compared in the loss's teacher space: the teacher's side computed once, here
+            self.val_targets = self._teacher_space(solutions)
         return self.validation
+
+    def _teacher_space(self, images) -> np.ndarray:
+        """Images clipped to [-1, 1] (as the loss compares them), flattened, or their train-space features."""
+        images = np.clip(images, -1.0, 1.0)
+        if self.loss_cfg.teacher_space == "features":
+            b = self.cfg.base.batch_size
+            images = np.concatenate([np.asarray(self.extractor(images[i:i + b])) for i in range(0, len(images), b)])
+        return images.reshape(len(images), -1)
 
     def initial_state(self):
         state = differentiable.init_state(self.init_params.learned, self.optimizer, self.run_key)
@@ -286,14 +295,9 @@ class Trainer:
         and the teacher's solutions of it (clipped to [-1, 1], as the loss compares them), per pixel
         or per feature of the loss's `teacher_space`. Rounded to float32, as checkpoints store it, so
         a run resumed from a checkpoint records the same best value as one that never stopped."""
-        b = self.cfg.base.batch_size
-        samples = self.generate(learned, self.val_bank, self.k_val_sampler, b)
+        samples = self.generate(learned, self.val_bank, self.k_val_sampler, self.cfg.base.batch_size)
         if self.choose_validation() == "teacher":
-            images, targets_ = np.clip(samples, -1.0, 1.0), self.val_targets
-            if self.loss_cfg.teacher_space == "features":
-                feats = lambda x: np.concatenate([np.asarray(self.extractor(x[i:i + b])) for i in range(0, len(x), b)])
-                images, targets_ = feats(images), feats(targets_)
-            diff = (images - targets_).reshape(len(images), -1).astype(np.float64)
+            diff = (self._teacher_space(samples) - self.val_targets).astype(np.float64)
             return float(np.float32(np.mean(diff**2)))
         return self._train_space_fid(samples)
 
@@ -393,6 +397,7 @@ def train_one(trainer: Trainer, rundir: str) -> dict:
         mngr.close()
         writer.close()
     k, b = trainer.k, t.batch_size
+    teacher_val = t.validation == "teacher"
     val_evals = (1 + steps // t.eval_every + (steps % t.eval_every != 0)) * t.val_samples * k
     record = {
         "family": trainer.family, "loss": trainer.loss_cfg.kind, "K": k, "steps": steps, "batch_size": b,
@@ -400,11 +405,11 @@ def train_one(trainer: Trainer, rundir: str) -> dict:
         "wall_time_s": previous["wall_time_s"] + time.time() - started,
         # Each step runs the chain forward, recomputes every network call in the backward pass and
         # back-propagates through it; the teacher adds its own forward passes.
-        # (teacher validation first samples the start once more, to compare it with the teacher)
-        "network_evaluations": {"forward": 2 * k * b * steps + val_evals
-                                + (k * t.val_samples if t.validation == "teacher" else 0), "backward": k * b * steps,
+        # (teacher validation also solves the validation bank once and samples the start once more)
+        "network_evaluations": {"forward": 2 * k * b * steps + val_evals + teacher_val * k * t.val_samples,
+                                "backward": k * b * steps,
                                 "teacher_forward": teacher_evaluations(trainer.loss_cfg, b * steps)
-                                + (trainer.loss_cfg.teacher_steps * t.val_samples if t.validation == "teacher" else 0)},
+                                + teacher_val * trainer.loss_cfg.teacher_steps * t.val_samples},
         "device": jax.devices()[0].device_kind,
         f"best_{trainer.val_name}": best_fid, "validation": trainer.validation, "val_samples": t.val_samples,
         **({"validation_note": trainer.validation_note} if trainer.validation_note else {}),
