@@ -401,3 +401,86 @@ def test_when_no_checkpoint_restores_the_run_says_so_and_moves_nothing(whole_run
     with pytest.raises(ValueError, match="No checkpoint in .*checkpoints can be restored.*Delete that directory"):
         experiments.run(_whole_config(), str(workdir))
     assert sorted(p.name for p in (rundir / "checkpoints").iterdir() if p.name.isdigit()) == ["12", "9"]
+
+
+def _digits_skips_config(tmp_path, searched):
+    from ddss.configs import digits_ddss
+
+    config = digits_ddss.get_config()
+    config.update(num_steps=(2,), methods=(), reference_steps=0, num_samples=16, batch_size=16, ceiling_cache=None)
+    config.learn = (("ggdm+pred", "teacher"),)
+    config.init.update(base="ddim", timesteps_from=((2, str(searched)),), skips=True)
+    config.train.update(steps=2, steps_by_k=(), batch_size=8, log_every=2, eval_every=2, checkpoint_every=2,
+                        val_samples=16)
+    config.loss.update(teacher_steps=4, teacher_pairs=16)
+    return config
+
+
+def test_ddss_keeps_a_searched_samplers_skip_sets(tmp_path):
+    """init.skips: DDSS learns a GGDM+PRED from a searched DDIM sampler that skips blocks, keeping its
+    skip sets. The start (blocks masked while learning) reproduces the searched sampler (blocks skipped
+    statically) exactly; the export is a searched-format GGDM that skips the same blocks and
+    reproduces the scored samples."""
+    import dataclasses
+
+    from ddss import export
+    from ddss.experiments import evaluation
+    from ddss.experiments import evolution as evo_exp
+
+    probe = _digits_skips_config(tmp_path, tmp_path / "none")
+    cfg = learn_exp.DDSSConfig.from_config(probe)
+    target, noise_bank, key = evaluation.setup(cfg.base, str(tmp_path / "probe"))
+    L = target.num_blocks
+    skip = np.zeros((2, L), bool)
+    skip[0, [1, L - 2]] = True
+    skip[1, 3] = True
+    path = tmp_path / "searched.safetensors"
+    export.save_evolved_sampler(str(path), [900, 300], skip, kind="ddim", schedule=target.schedule,
+                                clip_denoised=cfg.base.clip_denoised, model=evaluation.model_record(target))
+    searched = load_sampler(str(path), num_blocks=L)
+    config = _digits_skips_config(tmp_path, path)
+    cfg = learn_exp.DDSSConfig.from_config(config)
+    trainer = learn_exp.Trainer(cfg, target, None, None, "ggdm+pred", "teacher", 2, jax.random.PRNGKey(0))
+    batch = noise_bank[:16]
+    want = np.asarray(evo_exp.deployed_sample_fn(searched, target)(target.params, batch, key)[0])
+    start = np.asarray(trainer.sample((trainer.init_params.learned, target.params), batch, key)[0])
+    np.testing.assert_allclose(start, want, rtol=1e-4, atol=1e-4)
+    full = np.asarray(evo_exp.deployed_sample_fn(dataclasses.replace(searched, skip=((),) * 2), target)(
+        target.params, batch, key)[0])
+    assert np.abs(full - want).max() > 1e-2  # the skipped blocks matter: the check above could fail
+
+    rows = {r["method"]: r for r in experiments.run(config, str(tmp_path / "work"))["rows"]}
+    row = rows["ggdm+pred-teacher"]
+    assert row["skip"] == [[1, L - 2], [3]] and row["block_executions"] == 2 * L - 3 and row["sampler"] == "ggdm"
+    assert row["init"]["skips"] is True and row["timesteps"] == [900.0, 300.0]
+    learned = load_sampler(str(tmp_path / "work" / row["export"]), family="ggdm+pred", num_steps=2, num_blocks=L)
+    assert isinstance(learned, export.EvolvedSampler) and learned.skip == searched.skip
+    assert learned.ggdm_params.base == "ddim"
+    moved = [k for k, v in learned.ggdm_params.learned.items()
+             if not np.allclose(v, trainer.init_params.learned[k])]
+    assert moved  # training moved the coefficients
+    # The masked path (training, validation) and the deployed static one agree on the learned sampler too.
+    scored = np.load(tmp_path / "work" / "samples" / "ggdm+pred-teacher_K2.npz")["images"]
+    again = evaluation.sample_in_batches(trainer.sample, (learned.ggdm_params.learned, target.params), noise_bank,
+                                         key, cfg.base.batch_size)
+    np.testing.assert_allclose(again, scored, rtol=1e-4, atol=1e-4)
+
+
+def test_skip_sets_need_a_family_with_fixed_times_and_a_searched_sampler(tmp_path):
+    config = _digits_skips_config(tmp_path, tmp_path / "searched.safetensors")
+    config.learn = (("ggdm+pred+time", "teacher"),)
+    with pytest.raises(ValueError, match="ggdm\\+pred\\+time learns its times: use a family without \\+time"):
+        experiments.run(config, str(tmp_path / "a"))
+    config = _digits_skips_config(tmp_path, tmp_path / "searched.safetensors")
+    config.init.timesteps_from = ()
+    with pytest.raises(ValueError, match="timesteps_from names none for K = 2"):
+        experiments.run(config, str(tmp_path / "b"))
+    from ddss.configs import digits_search_then_learn_skips
+    from ddss.experiments import search_then_learn
+
+    evo, ddss_cfg = search_then_learn.configs(digits_search_then_learn_skips.get_config())
+    assert evo.searches == (("joint", 4),) and ddss_cfg.init.skips
+    config = digits_search_then_learn_skips.get_config()
+    config.evolution.joint.free_steps = True
+    with pytest.raises(ValueError, match="set config.evolution.joint.free_steps=False"):
+        search_then_learn.configs(config)

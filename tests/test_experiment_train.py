@@ -83,6 +83,7 @@ def test_bad_training_config(tmp_path):
         experiments.run(config, str(tmp_path / "b"))
 
 
+@pytest.mark.slow  # 75 s: the train experiment's run, exact resume and NaN guard run in CI above (a smaller UNet)
 def test_digits_train_config_short_run_from_the_command_line(tmp_path):
     """The shipped model's own config, for two steps, with a 4-sample 1000-step evaluation."""
     cmd = [sys.executable, "-m", "ddss.main", "--config=ddss/configs/digits_train.py", f"--workdir={tmp_path}",

@@ -33,7 +33,8 @@ def get_config():
     # ddss/configs/digits_baselines.py (every solver on every grid; its order-2 twin ties at K = 4).
     config.methods = ("dpm-solver++(2m)-logsnr", "dpm-solver++(2m)-quadratic", "unipc(bh2,3)-quadratic")
     config.learn = (("ggdm+pred+time", "teacher"),)
-    config.init = ml_collections.ConfigDict(dict(base="dpm_solver++", stride="quadratic", eta=0.0, timesteps_from=()))
+    config.init = ml_collections.ConfigDict(dict(base="dpm_solver++", stride="quadratic", eta=0.0, timesteps_from=(),
+                                                 skips=False))
     config.loss = ml_collections.ConfigDict(dict(kind="teacher", teacher_weight=1.0, teacher_space="pixels",
                                                  teacher_steps=20, teacher_stride="logsnr", teacher_pairs=2048))
     config.train = ml_collections.ConfigDict(dict(

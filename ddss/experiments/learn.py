@@ -6,9 +6,10 @@ every training-free baseline on held-out noise.
 For each K in `config.num_steps` and each (family, loss) in `config.learn`, trains a sampler under
 DIR/runs/<method>_K<K>/:
   checkpoints/               orbax: learned arrays, Adam state, step, key, best-so-far (exact resume)
-  metrics.jsonl, tensorboard/  loss terms, gradient norm, validation FID
-  sampler.safetensors        the export (`ddss.load_sampler`), the best validation FID's parameters
-  training.json              wall time, network evaluations, device, steps, learning rate, best validation FID
+  metrics.jsonl, tensorboard/  loss terms, gradient norm, validation value
+  sampler.safetensors        the export (`ddss.load_sampler`), the best validation value's parameters (with
+                             `init.skips`, a searched-format GGDM file that skips the searched blocks)
+  training.json              wall time, network evaluations, device, steps, learning rate, best validation value
 then scores the learned samplers and the baselines (`config.methods`, the cached many-step ceiling,
 the data floor) on one held-out noise bank, and writes results.json (learned
 rows with their training cost), samples/, grids/, fid_vs_k.png and timesteps.png.
@@ -39,9 +40,9 @@ import orbax.checkpoint as ocp
 from tqdm import tqdm
 
 from ddss import export, fields, parallel, schedules
-from ddss.experiments import baselines, checkpoints, evaluation, plots, targets, writers
+from ddss.experiments import baselines, checkpoints, evaluation, evolution, plots, targets, writers
 from ddss.metrics import fid
-from ddss.samplers import ggdm
+from ddss.samplers import conditioning, ggdm, skipping
 from ddss.search import differentiable
 
 DDSS_KEYS = ("learn", "init", "train", "loss", "reference_features")
@@ -55,9 +56,13 @@ class InitConfig:
     # ((K, path), ...): start at K from the timesteps of an exported sampler (e.g. a searched one)
     # instead of `stride`'s; the coefficients are still `base`'s on those times.
     timesteps_from: tuple = ()
+    # With timesteps_from's searched samplers: also keep each step's skipped blocks, fixed while the
+    # coefficients learn. Only for families without +time (a skip set belongs to a step at its searched
+    # integer time); the export is then a searched-format file whose skip lists compile statically.
+    skips: bool = False
 
     def __post_init__(self):
-        fields.check("init", self, base=fields.STR, stride=fields.STR, eta=fields.NONNEG)
+        fields.check("init", self, base=fields.STR, stride=fields.STR, eta=fields.NONNEG, skips=fields.BOOL)
         ks = [k for k, _ in self.timesteps_from]
         fields.check_each("init", "timesteps_from's K", ks, fields.INT_POS, unique=True)
 
@@ -73,6 +78,31 @@ def initial_timesteps(init: InitConfig, schedule, k: int) -> np.ndarray:
     if len(times) != k:
         raise ValueError(f"init.timesteps_from names {path} for K = {k}, but it holds {len(times)} steps.")
     return times
+
+
+def initial_skips(init: InitConfig, k: int, num_blocks: int) -> np.ndarray | None:
+    """The skip mask [K, L] (True = skip) a K-step sampler keeps while learning (init.skips), or None."""
+    if not init.skips:
+        return None
+    path = dict(init.timesteps_from).get(k)
+    if not path:
+        raise ValueError(f"config.init.skips keeps the skipped blocks of a searched sampler, but "
+                         f"config.init.timesteps_from names none for K = {k}: add ({k}, 'DIR/runs/evolution-joint_B{k}/"
+                         "sampler.safetensors'), or set config.init.skips=False.")
+    if num_blocks == 0:
+        raise ValueError("config.init.skips keeps skipped network blocks, but this model has no skippable blocks: "
+                         "set config.init.skips=False.")
+    sampler = export.load_sampler(os.path.expanduser(path), expect="searched", num_steps=k, num_blocks=num_blocks)
+    mask = np.zeros((k, num_blocks), bool)
+    for step, skip in enumerate(sampler.skip):
+        mask[step, list(skip)] = True
+    return mask
+
+
+def init_record(init: InitConfig) -> dict:
+    """init's fields as run.json and results.json record them (`skips` only when set, so a run written
+    before the field existed still resumes)."""
+    return {k: v for k, v in dataclasses.asdict(init).items() if k != "skips" or v}
 
 
 VALIDATIONS = ("fid", "teacher")
@@ -156,6 +186,12 @@ class DDSSConfig:
                 raise ValueError(f"config.train.validation = 'teacher' measures the distance to the teacher, but "
                                  f"{', '.join(no_teacher)} has no teacher loss: use validation = 'fid' for it "
                                  "(or a 'teacher' / 'kid+teacher' loss).")
+        if init.skips:
+            timed = [family for family, _ in learn if "+time" in family]
+            if timed:
+                raise ValueError(f"config.init.skips keeps each searched step's skipped blocks, which belong to the "
+                                 f"step's searched integer time, but {', '.join(timed)} learns its times: use a family "
+                                 "without +time ('ggdm+pred', 'ggdm' or 'vars') or set config.init.skips=False.")
         if init.base not in ggdm.BASES:
             raise ValueError(f"Unknown init.base {init.base!r}; choose one of {ggdm.BASES}.")
         if init.stride not in schedules.STRIDES:
@@ -209,9 +245,18 @@ class Trainer:
                                      base=cfg.init.base if family != "vars" else "ddim")
         clip = cfg.base.clip_denoised
         template = self.init_params
+        # Searched skip sets (init.skips): a traced mask per step, found from the step's fixed time.
+        self.skip_mask = initial_skips(cfg.init, k, target.num_blocks)
+        masks = None if self.skip_mask is None else jnp.asarray(self.skip_mask)
+        step_times = np.asarray(template.base_times, np.float64)
 
-        def sample(learned, model_params, x, key_, **kwargs):
-            x, eps, _ = evaluation.model_fns(target, model_params, x)
+        def sample(learned, model_params, batch, key_, **kwargs):
+            if masks is None:
+                x, eps, _ = evaluation.model_fns(target, model_params, batch)
+            else:
+                x, y = conditioning.split(batch)
+                eps = lambda x_, t_: target.apply_skip(model_params, x_, t_,
+                                                      masks[skipping.step_index(step_times, t_)], (), y)
             return ggdm.sample(template.replace(learned=learned), eps, x, key_, clip_denoised=clip, **kwargs)
 
         teacher = None
@@ -313,7 +358,7 @@ def check_run_description(trainer: Trainer, rundir: str) -> None:
     cfg = trainer.cfg
     writers.check_run_description(rundir, {
         "family": trainer.family, "K": trainer.k, "steps": trainer.steps, "loss": dataclasses.asdict(trainer.loss_cfg),
-        "init": dataclasses.asdict(cfg.init), "train": dataclasses.asdict(cfg.train), "seed": cfg.base.seed,
+        "init": init_record(cfg.init), "train": dataclasses.asdict(cfg.train), "seed": cfg.base.seed,
         "model": cfg.base.model, "checkpoint": cfg.base.checkpoint, "clip_denoised": cfg.base.clip_denoised,
         "reference_features": cfg.reference_features,
         **({"adm": cfg.base.adm} if cfg.base.model == "adm" else {})}, what="run", redo="retrain it")
@@ -416,9 +461,13 @@ def train_one(trainer: Trainer, rundir: str) -> dict:
     }
     final = trainer.init_params.replace(learned=jax.tree.map(np.asarray, best_learned))
     # Wall times stay in training.json: two runs of one configuration write byte-identical exports.
-    export.save_sampler(export_path, final, clip_denoised=trainer.cfg.base.clip_denoised,
-                        model=evaluation.model_record(trainer.target),
-                        info={k_: v for k_, v in record.items() if k_ != "wall_time_s"})
+    common = dict(clip_denoised=trainer.cfg.base.clip_denoised, model=evaluation.model_record(trainer.target),
+                  info={k_: v for k_, v in record.items() if k_ != "wall_time_s"})
+    if trainer.skip_mask is None:
+        export.save_sampler(export_path, final, **common)
+    else:  # a GGDM at the searched integer times with their skip sets: the searched sampler's format
+        export.save_evolved_sampler(export_path, np.asarray(final.base_times), trainer.skip_mask, kind="ggdm",
+                                    schedule=trainer.target.schedule, ggdm_params=final, **common)
     writers.write_json(record_path, record)
     parallel.sync("export")  # every process reads the export next
     return record
@@ -477,12 +526,18 @@ def learned_rows(cfg: DDSSConfig, target: targets.Target, noise_bank, key_sample
             os.makedirs(rundir, exist_ok=True)
             record = train_one(trainer, rundir)
             sampler = export.load_sampler(os.path.join(rundir, "sampler.safetensors"), family=family, num_steps=k)
-            samples, wall = evaluation.timed_samples(trainer.sample, (sampler.params.learned, target.params),
-                                                     noise_bank, key_sampler, cfg.base.batch_size)
+            if isinstance(sampler, export.EvolvedSampler):  # init.skips: scored as deployed, skip lists static
+                params, extra = sampler.ggdm_params, dict(
+                    sampler="ggdm", skip=[list(s) for s in sampler.skip], block_executions=sampler.block_executions)
+                samples, wall = evolution.score_sampler(sampler, target, noise_bank, key_sampler, cfg.base.batch_size)
+            else:
+                params, extra = sampler.params, {}
+                samples, wall = evaluation.timed_samples(trainer.sample, (params.learned, target.params),
+                                                         noise_bank, key_sampler, cfg.base.batch_size)
             rows.append(evaluation.score_row(
                 target, cfg.base, method, k, samples, wall, workdir, loss=loss_kind,
-                init={**dataclasses.asdict(cfg.init), "base": sampler.params.base},
-                timesteps=np.asarray(sampler.params.timesteps).tolist(),
+                init={**init_record(cfg.init), "base": params.base}, **extra,
+                timesteps=np.asarray(params.timesteps).tolist(),
                 training={k_: record[k_] for k_ in ("wall_time_s", "network_evaluations", "device", "steps",
                                                     "batch_size", "learning_rate", "validation", "validation_note",
                                                     "best_val_fid", "best_val_teacher")
