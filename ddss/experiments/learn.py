@@ -253,10 +253,9 @@ class Trainer:
         def sample(learned, model_params, batch, key_, **kwargs):
             if masks is None:
                 x, eps, _ = evaluation.model_fns(target, model_params, batch)
-            else:
+            else:  # the search's traced-mask network, labels (if any) bound as its fitness binds them
                 x, y = conditioning.split(batch)
-                eps = lambda x_, t_: target.apply_skip(model_params, x_, t_,
-                                                      masks[skipping.step_index(step_times, t_)], (), y)
+                eps = skipping.masked_eps(lambda *args: target.apply_skip(*args, y), model_params, step_times, masks)
             return ggdm.sample(template.replace(learned=learned), eps, x, key_, clip_denoised=clip, **kwargs)
 
         teacher = None
