@@ -4,8 +4,8 @@ training-free baselines, scored on held-out noise in a feature space no objectiv
   ddss --config=digits_ddss --workdir=/tmp/digits_ddss
 
 Each sampler starts exactly at DPM-Solver++(2M) on the time-quadratic grid (the best training-free
-start on this model, ddss/configs/digits_baselines.py) and learns by Adam (200 steps of batch 128
-at learning rate 3e-2; 25 steps at 1e-2 at K = 10, where the start is already as good as the
+start on this model, ddss/configs/digits_baselines.py) and learns by Adam (200 steps of batch 96
+at learning rate 3e-2; 10 steps at 1e-2 at K = 10, where the start is already as good as the
 teacher and 3e-2 overshoots) on the teacher loss: the mean squared pixel distance to a 20-step
 DPM-Solver++(2M) solution (λ-uniform grid) from the same noise, over a bank of 2048 (noise,
 solution) pairs computed once. That objective won the ladder of benchmarks/ddss_ladder.py *outside* the space it trains in;
@@ -38,7 +38,7 @@ def get_config():
     config.loss = ml_collections.ConfigDict(dict(kind="teacher", teacher_weight=1.0, teacher_space="pixels",
                                                  teacher_steps=20, teacher_stride="logsnr", teacher_pairs=2048))
     config.train = ml_collections.ConfigDict(dict(
-        steps=200, steps_by_k=((10, 25),), batch_size=128, learning_rate=3e-2, learning_rate_by_k=((10, 1e-2),),
+        steps=200, steps_by_k=((10, 10),), batch_size=96, learning_rate=3e-2, learning_rate_by_k=((10, 1e-2),),
         warmup_steps=0, grad_clip=1.0, log_every=10, eval_every=25, val_samples=1000, checkpoint_every=25, remat=True,
         validation="teacher"))
     config.reference_features = config_dict.placeholder(str)  # None: the digits model's own (all 1797 digits)
