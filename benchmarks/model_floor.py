@@ -1,6 +1,6 @@
 """How low can any sampler of the embedded digits model go? The floor under the quality bars.
 
-  python benchmarks/model_floor.py [--ks 4 5 10] [--scales 0.995 1 1.002 1.005 1.01 1.02 1.03] [--ode-steps 20 50]
+  python benchmarks/model_floor.py [--ks 4 5 10] [--scales 0.995 1 1.002 1.005 1.01 1.015 1.02 1.03] [--ode-steps 20 50]
 
 Scores, on the shipped digits model's 2000-sample held-out bank (the one every results table uses,
 quantised to uint8, FID in the evaluation network's space with precision and recall there, and the
@@ -13,7 +13,8 @@ classifier's train-space FID beside it):
     each of `--scales` (ε / s at every step: the exposure-bias correction of Ning et al., "Elucidating
     the Exposure Bias in Diffusion Models", ICLR 2024), the training-free change that moves a sampler
     off the model's own ODE;
-  * the shipped K = 5 learned sampler (`ddss.models.digits.load_learned_sampler()`) on ε / s likewise.
+  * the shipped K = 5 learned sampler (`ddss.models.digits.load_learned_sampler()`), or the DDSS
+    export `--learned`, on ε / s likewise.
 Per sampler it prints the scale with the lowest *train-space* FID: the scale a user would pick
 without looking at the evaluation space.
 Then it prints the lowest FID measured and its ratio to the bar. Everything is measured in this run.
@@ -50,23 +51,27 @@ def scaled_sampler(target, clip_denoised: bool):
     return jax.jit(sample)
 
 
-def scaled_learned_sampler(target):
-    """The shipped K = 5 learned sampler (`ddss.models.digits.load_learned_sampler`) on ε / s."""
-    learned = digits.load_learned_sampler()
+def scaled_learned_sampler(target, path: str | None):
+    """A learned sampler on ε / s: the shipped K = 5 one (`ddss.models.digits.load_learned_sampler`),
+    or the DDSS export at `path`."""
+    learned = digits.load_learned_sampler(path)
+    name = f"learned K={learned.num_steps} ({'shipped' if path is None else os.path.basename(path)})"
 
     def sample(p, batch, key):
         model_params, scale = p
         x, eps, _ = evaluation.model_fns(target, model_params, batch)
         return learned.sample(lambda x_, t_: eps(x_, t_) / scale, x, key, return_info=True)
-    return jax.jit(sample)
+    return jax.jit(sample), name
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scales", type=float, nargs="+", default=[0.995, 1.0, 1.002, 1.005, 1.01, 1.02, 1.03])
+    parser.add_argument("--scales", type=float, nargs="+", default=[0.995, 1.0, 1.002, 1.005, 1.01, 1.015, 1.02, 1.03])
     parser.add_argument("--ode-steps", type=int, nargs="*", default=[20, 50],
                         help="the step counts of the ODE solutions (none: --ode-steps with no value)")
     parser.add_argument("--ks", type=int, nargs="+", default=[4, 5, 10], help="the few-step K to scale ε at")
+    parser.add_argument("--learned", default=None,
+                        help="a DDSS export (sampler.safetensors) to scale instead of the shipped K = 5 sampler")
     parser.add_argument("--workdir", default=None, help="where samples go (default: a temporary directory)")
     args = parser.parse_args()
     if any(s <= 0 for s in args.scales):
@@ -89,13 +94,13 @@ def main():
             samples, _ = evaluation.timed_samples(fn, ((solver, s), target.params), bank, key, cfg.batch_size)
             lines.append((f"dpm-solver++(2m)-quadratic K={k}, eps/{s:g}", target.score(samples)))
             print(f"  {lines[-1][0]}: FID {float(lines[-1][1]['fid']):.4f}", flush=True)
-    learned_fn = scaled_learned_sampler(target)
+    learned_fn, learned_name = scaled_learned_sampler(target, args.learned)
     for s in args.scales:
         samples, _ = evaluation.timed_samples(learned_fn, (target.params, s), bank, key, cfg.batch_size)
-        lines.append((f"learned K=5 (shipped), eps/{s:g}", target.score(samples)))
+        lines.append((f"{learned_name}, eps/{s:g}", target.score(samples)))
         print(f"  {lines[-1][0]}: FID {float(lines[-1][1]['fid']):.4f}", flush=True)
     # The scale a user would pick: by the train space, not the evaluation space.
-    for prefix in [f"dpm-solver++(2m)-quadratic K={k}, " for k in args.ks] + ["learned K=5 (shipped), "]:
+    for prefix in [f"dpm-solver++(2m)-quadratic K={k}, " for k in args.ks] + [f"{learned_name}, "]:
         name, sc = min(((n, c) for n, c in lines if n.startswith(prefix)),
                        key=lambda line: float(line[1]["fid_train_space"]))
         print(f"  picked by the train-space FID: {name} (FID {float(sc['fid']):.4f}, P {float(sc['precision']):.3f})")
