@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=dot")  # as the CLI runs
@@ -76,7 +77,6 @@ def main():
     args = parser.parse_args()
     if any(s <= 0 for s in args.scales):
         raise SystemExit(f"--scales must be positive, got {args.scales}.")
-    import tempfile
     workdir = args.workdir or tempfile.mkdtemp(prefix="model_floor_")
     config = digits_baselines.get_config()
     config.methods = ("unipc(bh2,3)-quadratic", "dpm-solver++(2m)-quadratic")
